@@ -1,0 +1,46 @@
+# cavforge: `make demo` and `make test` are all a newcomer needs (see README).
+SHELL := /bin/bash
+GO ?= go
+BUILD := $(CURDIR)/build
+
+# The native libraries and the Go build meet here: the binary finds
+# libcavshim, libcgotorch and libtorch through an rpath, so it runs from
+# anywhere without LD_LIBRARY_PATH.
+TORCH_LIBDIR = $(shell cat $(BUILD)/torch-libdir.txt 2>/dev/null)
+export CGO_LDFLAGS = -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
+NATIVE := $(BUILD)/lib/libcavshim.so $(BUILD)/lib/libcgotorch.so
+
+.PHONY: all setup native build test demo bench gpu-check clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+native: $(NATIVE)
+
+$(NATIVE): CMakeLists.txt cgo/native/shim.cc cgo/native/shim.h go.mod
+	@$(GO) mod download
+	cmake -S . -B $(BUILD) -DGOTORCH_DIR="$$($(GO) list -m -f '{{.Dir}}' github.com/wangkuiyi/gotorch)" >/dev/null
+	cmake --build $(BUILD) -j$$(nproc) --target cavshim cgotorch
+
+build: setup native
+	$(GO) build -o bin/cavforge ./cmd/cavforge
+
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+demo: build
+	bin/cavforge version
+	bin/cavforge layers testdata/demo/model.pt --input 3,64,64
+
+# Benchmarks print tables; they are never pass/fail on time.
+bench: build
+	bash scripts/bench.sh
+
+gpu-check:
+	bash scripts/gpu-check.sh
+
+clean:
+	rm -rf $(BUILD) bin

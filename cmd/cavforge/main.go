@@ -1,0 +1,76 @@
+// Command cavforge runs concept-based explanations (TCAV, faceted feature
+// visualization) on image classifiers, and attacks them.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// command is one subcommand: its usage line and what it does with its args.
+type command struct {
+	usage string
+	run   func(args []string) error
+}
+
+var commands = map[string]command{
+	"version": {"cavforge version", runVersion},
+	"layers":  {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "cavforge: unknown command %q (run cavforge help)\n", args[0])
+		return 2
+	}
+	if err := cmd.run(args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "cavforge %s: %s\n", args[0], oneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func usage(w *os.File) {
+	fmt.Fprintln(w, "cavforge: concept-based explanations on image classifiers, and attacks on them")
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %s\n", commands[n].usage)
+	}
+}
+
+// oneLine keeps errors to the single line the CLI promises.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// newLogger logs to stderr: text on a terminal, JSON otherwise or when asked.
+func newLogger(format string) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	if format == "json" || (format == "" && !isTerminal(os.Stderr)) {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	return log
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,178 @@
+// Package model is the "load model" stage: a TorchScript classifier on a
+// device, its layers addressable by dotted module path, and the preprocessing
+// its input needs.
+package model
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/cavforge/cavforge/cgo/torch"
+)
+
+// Input describes what the model expects: images resized so the shorter side
+// is Resize, center-cropped (or resized directly when Crop is "none") to
+// Size, scaled to PixelRange and normalized with Mean and Std.
+type Input struct {
+	Size       [2]int     // height, width
+	Resize     int        // shorter side before the crop; 0 = resize straight to Size
+	Crop       string     // "center" or "none"
+	Mean, Std  [3]float64 // per channel, on the PixelRange scale
+	PixelRange float64    // 1 for [0,1] inputs, 255 for [0,255]; 0 means 1
+}
+
+// Model is a loaded classifier.
+type Model struct {
+	Path   string
+	Input  Input
+	module *torch.Module
+	layers map[string]bool
+}
+
+// Load reads a TorchScript file onto device (auto|cpu|cuda|cuda:N).
+func Load(path, device string, in Input) (*Model, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("model %s: is a folder, not a TorchScript file", path)
+	}
+	mod, err := torch.LoadModule(path, device)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Path: path, Input: in, module: mod, layers: map[string]bool{}}
+	for _, p := range mod.Paths() {
+		m.layers[p] = true
+	}
+	return m, nil
+}
+
+// Close frees the model.
+func (m *Model) Close() { m.module.Close() }
+
+// Device is where the model runs.
+func (m *Model) Device() string { return m.module.Device() }
+
+// Paths lists every submodule path.
+func (m *Model) Paths() []string { return m.module.Paths() }
+
+// CheckLayers returns an error naming the first path that is not a submodule,
+// with the valid paths nearest to it.
+func (m *Model) CheckLayers(paths []string) error {
+	for _, p := range paths {
+		if !m.layers[p] {
+			return fmt.Errorf("layer %q is not a module path of %s; nearest: %s",
+				p, m.Path, strings.Join(Nearest(p, m.module.Paths(), 5), ", "))
+		}
+	}
+	return nil
+}
+
+// Forward runs a preprocessed batch and captures the layers at paths. All
+// tensors returned belong to s.
+func (m *Model) Forward(s *torch.Scope, x *torch.Tensor, paths []string, mode torch.Mode, cast torch.Autocast) (*torch.Tensor, []*torch.Tensor) {
+	if err := m.CheckLayers(paths); err != nil {
+		s.Fail(err)
+		return nil, nil
+	}
+	out, acts := m.module.Forward(s, x, paths, mode, cast)
+	if out != nil {
+		if shape := out.Shape(); len(shape) != 2 {
+			s.Fail(fmt.Errorf("model %s: output has shape %v, want [N, classes]", m.Path, shape))
+			return nil, nil
+		}
+	}
+	return out, acts
+}
+
+// Layers loads the file on its own and lists every capturable layer with its
+// output shape for one input of shape chw. The model output's shape is
+// returned too.
+func Layers(path, device string, chw []int64) ([]int64, []torch.LayerShape, error) {
+	m, err := Load(path, device, Input{})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer m.Close()
+	out, layers, err := m.module.LayerShapes(append([]int64{1}, chw...))
+	if err != nil {
+		return nil, nil, fmt.Errorf("model %s rejects input %s: %w", path, shapeString(chw), err)
+	}
+	// Shapes per example: drop the batch dimension of the one-image pass.
+	for i := range layers {
+		if len(layers[i].Shape) > 0 {
+			layers[i].Shape = layers[i].Shape[1:]
+		}
+	}
+	if len(out) > 0 {
+		out = out[1:]
+	}
+	return out, layers, nil
+}
+
+// Nearest returns up to n candidates closest to p: those sharing its longest
+// prefix of path segments first, then by edit distance.
+func Nearest(p string, candidates []string, n int) []string {
+	type scored struct {
+		s      string
+		shared int
+		dist   int
+	}
+	var all []scored
+	for _, c := range candidates {
+		all = append(all, scored{c, sharedSegments(p, c), editDistance(p, c)})
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].dist != all[j].dist {
+			return all[i].dist < all[j].dist
+		}
+		return all[i].shared > all[j].shared
+	})
+	var out []string
+	for i := 0; i < len(all) && i < n; i++ {
+		out = append(out, all[i].s)
+	}
+	return out
+}
+
+func sharedSegments(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	k := 0
+	for k < len(as) && k < len(bs) && as[k] == bs[k] {
+		k++
+	}
+	return k
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func shapeString(s []int64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, ",")
+}
