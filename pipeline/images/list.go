@@ -1,0 +1,139 @@
+// Package images finds, chooses, decodes and writes the image sets that every
+// stage consumes: a set is a folder root/<set>/ of PNG and JPEG files.
+package images
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// ListSet returns the image files of root/<set>, sorted by name. Hidden files
+// are skipped: macOS leaves "._name.png" resource forks next to real images,
+// and those are not images.
+func ListSet(root, set string) ([]string, error) {
+	dir := filepath.Join(root, set)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("data.root/%s: no such folder %s", set, dir)
+	case err != nil:
+		return nil, fmt.Errorf("data.root/%s: %w", set, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("data.root/%s: %s is not a folder", set, dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data.root/%s: %w", set, err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !isImageName(name) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if e.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(p)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+		} else if !e.Type().IsRegular() {
+			continue
+		}
+		files = append(files, p)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no images (.png, .jpg, .jpeg)", dir)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+func isImageName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+// Choose returns max files picked by a shuffle seeded from (seed, set), in
+// sorted order, or all of them when max <= 0 or there are no more than max.
+// The set name is part of the seed so that sets of equal size do not get the
+// same positions picked.
+func Choose(files []string, max int, seed int64, set string) []string {
+	out := slices.Clone(files)
+	if max > 0 && len(out) > max {
+		h := sha256.New()
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(seed))
+		h.Write(b[:])
+		h.Write([]byte(set))
+		sum := h.Sum(nil)
+		r := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(sum[0:8]), binary.LittleEndian.Uint64(sum[8:16])))
+		r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		out = out[:max]
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ListHash identifies an image list by content: sha256 over each file's name
+// relative to root (slash-separated) and the sha256 of its bytes, in the given
+// order, since activation rows follow that order. Moving the data root keeps
+// the hash; renaming, reordering or editing any file changes it.
+func ListHash(root string, paths []string) (string, error) {
+	h := sha256.New()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(paths)))
+	h.Write(n[:])
+	for _, p := range paths {
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return "", fmt.Errorf("hash %s: %w", p, err)
+		}
+		rel = filepath.ToSlash(rel)
+		sum, err := fileSHA256(p)
+		if err != nil {
+			return "", fmt.Errorf("hash %s: %w", p, withoutPath(err))
+		}
+		binary.LittleEndian.PutUint64(n[:], uint64(len(rel)))
+		h.Write(n[:])
+		h.Write([]byte(rel))
+		h.Write(sum)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func fileSHA256(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// withoutPath drops the path from an *fs.PathError so that messages which
+// already name the file do not name it twice.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

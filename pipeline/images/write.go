@@ -1,0 +1,92 @@
+package images
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// quantize8 is the one rounding rule from [0,1] floats to 8-bit samples:
+// nearest, halves away from zero, clamped. float32*255 is exact in float64.
+func quantize8(v float32) uint8 {
+	return uint8(math.Max(0, math.Min(255, math.Round(float64(v)*255))))
+}
+
+// Quantize rounds pix in place to the values an 8-bit PNG can hold, the same
+// values WritePNG8 then Decode produce, so an attack can make its last step
+// quantization-aware. NaN stays NaN.
+func Quantize(pix []float32) {
+	for i, v := range pix {
+		if v == v {
+			pix[i] = unit8(quantize8(v))
+		}
+	}
+}
+
+// WritePNG8 writes img as an 8-bit RGB PNG (one channel gives gray stored as
+// RGB), replacing path atomically: a crash leaves the old file or none.
+func WritePNG8(path string, img Image) error {
+	if img.C != 3 && img.C != 1 {
+		return fmt.Errorf("write %s: %d channels, want 1 or 3", path, img.C)
+	}
+	n := img.H * img.W
+	if img.H <= 0 || img.W <= 0 || len(img.Pix) != img.C*n {
+		return fmt.Errorf("write %s: %d values for %dx%dx%d", path, len(img.Pix), img.C, img.H, img.W)
+	}
+	m := image.NewRGBA(image.Rect(0, 0, img.W, img.H))
+	for i := range n {
+		p := m.Pix[4*i : 4*i+4]
+		for c := range 3 {
+			v := img.Pix[min(c, img.C-1)*n+i]
+			if v != v {
+				return fmt.Errorf("write %s: NaN at channel %d, pixel (%d, %d)", path, c, i%img.W, i/img.W)
+			}
+			p[c] = quantize8(v)
+		}
+		p[3] = 255 // opaque, so the encoder writes RGB without alpha
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, m); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temp file next to path, syncs it and
+// renames it over path.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return withoutPath(err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

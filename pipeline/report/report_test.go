@@ -1,0 +1,494 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cavforge/cavforge/pipeline/stats"
+)
+
+func ptr(x float64) *float64 { return &x }
+
+var randomSets = []string{"random500_0", "random500_1", "random500_2", "random500_3", "random500_4"}
+
+// synthetic is a run with every verdict: striped important, dotted
+// significantly below the baseline, zigzagged not significant.
+func synthetic(t *testing.T) *Results {
+	t.Helper()
+	random := []float64{0.52, 0.41, 0.60, 0.47, 0.55}
+	concepts := []struct {
+		concept string
+		scores  []float64
+	}{
+		{"striped", []float64{0.96, 0.94, 0.91, 0.97, 0.95}},
+		{"dotted", []float64{0.12, 0.2, 0.08, 0.15, 0.1}},
+		{"zigzagged", []float64{0.5, 0.58, 0.44, 0.56, 0.49}},
+	}
+	r := &Results{}
+	for _, layer := range []string{"inception4e", "inception4c"} {
+		for _, c := range concepts {
+			e := TCAVEntry{
+				Target: "zebra", Concept: c.concept, Layer: layer,
+				RandomSets:   randomSets,
+				Scores:       c.scores,
+				Magnitudes:   []float64{0.31, 0.28, 0.3, 0.29, 0.33},
+				RandomScores: random,
+				CAVAccuracy:  []float64{0.97, 0.99, 0.95, 0.98, 0.96},
+			}
+			if err := e.Summarize(stats.TwoSample, stats.BonferroniAlpha(0.05, len(concepts))); err != nil {
+				t.Fatal(err)
+			}
+			r.TCAV = append(r.TCAV, e)
+		}
+	}
+	for i, eps := range []float64{0.0314, 0.0078, 0.0157} {
+		r.Attack = append(r.Attack, AttackEntry{
+			Concept: "striped", Target: "zebra", Layer: "inception4c", Goal: "suppress", Objective: "tcav-surrogate",
+			Eps: eps, Norm: "linf",
+			Before: AttackScore{Mean: 0.95, Std: 0.02, PValue: 1e-6, Significant: true, Direction: stats.Above, RandomMean: ptr(0.51)},
+			After: AttackScore{Mean: []float64{0.21, 0.7, 0.45}[i], Std: 0.05, PValue: []float64{3e-4, 1e-3, 0.4}[i],
+				Significant: i != 2, Direction: []stats.Direction{stats.Below, stats.Above, stats.Below}[i], RandomMean: ptr(0.49)},
+			Linf: eps, L2Mean: 1.9 * eps / 0.0157, PSNRMean: 41.2, ChangedPrediction: 0.1 * float64(i),
+			Images: "attack/striped-zebra-inception4c-eps" + formatFloat(eps) + "/",
+		})
+	}
+	r.Facets = []FacetEntry{{
+		Target: "zebra", Facet: "striped",
+		Clean:    []string{"facets/zebra-striped-clean-0.png", "facets/zebra-striped-clean-1.png"},
+		Attacked: []string{"facets/zebra-striped-attacked-0.png"},
+	}}
+	return r
+}
+
+func keys(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func sorted(ks ...string) []string { slices.Sort(ks); return ks }
+
+func TestJSONShape(t *testing.T) {
+	var buf bytes.Buffer
+	if err := EncodeJSON(&buf, synthetic(t)); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, m map[string]any, want ...string) {
+		t.Helper()
+		if got := keys(m); !slices.Equal(got, sorted(want...)) {
+			t.Errorf("%s keys = %v, want %v", what, got, sorted(want...))
+		}
+	}
+	check("top level", doc, "convention", "tcav", "attack", "facets")
+	if c, _ := doc["convention"].(string); !strings.Contains(c, "logit") || !strings.Contains(c, "S(x) > 0") {
+		t.Errorf("convention = %q", c)
+	}
+	tcav := doc["tcav"].([]any)
+	if len(tcav) != 6 {
+		t.Fatalf("%d tcav entries, want 6", len(tcav))
+	}
+	check("tcav entry", tcav[0].(map[string]any), "target", "concept", "layer", "random_sets", "scores", "magnitudes",
+		"random_scores", "cav_accuracy", "mean", "std", "p_value", "significant", "direction")
+	attack := doc["attack"].([]any)
+	a := attack[0].(map[string]any)
+	check("attack entry", a, "concept", "target", "layer", "goal", "objective", "eps", "norm", "before", "after",
+		"linf", "l2_mean", "psnr_mean", "changed_prediction", "images")
+	check("attack before", a["before"].(map[string]any), "mean", "std", "p_value", "significant", "direction", "random_mean")
+	check("facet entry", doc["facets"].([]any)[0].(map[string]any), "target", "facet", "clean", "attacked")
+
+	// Canonical order: by target, layer, concept; attacks by eps.
+	var order []string
+	for _, e := range tcav {
+		m := e.(map[string]any)
+		order = append(order, m["layer"].(string)+"/"+m["concept"].(string))
+	}
+	want := []string{"inception4c/dotted", "inception4c/striped", "inception4c/zigzagged", "inception4e/dotted", "inception4e/striped", "inception4e/zigzagged"}
+	if !slices.Equal(order, want) {
+		t.Errorf("tcav order = %v, want %v", order, want)
+	}
+	for i, e := range attack {
+		if eps := e.(map[string]any)["eps"].(float64); eps != []float64{0.0078, 0.0157, 0.0314}[i] {
+			t.Errorf("attack %d has eps %v: not sorted", i, eps)
+		}
+	}
+	// Verdicts from Summarize (Bonferroni over 3 concepts).
+	for _, e := range tcav {
+		m := e.(map[string]any)
+		wantSig, wantDir := map[string]bool{"striped": true, "dotted": true, "zigzagged": false}[m["concept"].(string)],
+			map[string]string{"striped": "above", "dotted": "below", "zigzagged": "above"}[m["concept"].(string)]
+		if m["significant"] != wantSig || m["direction"] != wantDir {
+			t.Errorf("%s: significant %v direction %v, want %v %v", m["concept"], m["significant"], m["direction"], wantSig, wantDir)
+		}
+	}
+}
+
+func TestJSONDeterministic(t *testing.T) {
+	r := synthetic(t)
+	var a, b bytes.Buffer
+	if err := EncodeJSON(&a, r); err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(r.TCAV)
+	slices.Reverse(r.Attack)
+	if err := EncodeJSON(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("results.json depends on the order entries were added")
+	}
+}
+
+func TestJSONEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	if err := EncodeJSON(&buf, &Results{}); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"tcav", "attack", "facets"} {
+		if _, ok := doc[k].([]any); !ok {
+			t.Errorf("%s = %v, want an empty array", k, doc[k])
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(r *Results)
+		want   string
+	}{
+		{"NaN score", func(r *Results) { r.TCAV[0].Scores[1] = math.NaN() }, "scores[1]"},
+		{"Inf PSNR", func(r *Results) { r.Attack[0].PSNRMean = math.Inf(1) }, "psnr_mean"},
+		{"short magnitudes", func(r *Results) { r.TCAV[0].Magnitudes = r.TCAV[0].Magnitudes[:2] }, "2 magnitudes"},
+		{"bad direction", func(r *Results) { r.TCAV[0].Direction = "up" }, `direction "up"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := synthetic(t)
+			r.TCAV[0].Scores = slices.Clone(r.TCAV[0].Scores)
+			tt.change(r)
+			err := WriteJSON(filepath.Join(t.TempDir(), ResultsFile), r)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadJSONRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ResultsFile)
+	r := synthetic(t)
+	if err := WriteJSON(path, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadJSON(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	EncodeJSON(&a, r)
+	EncodeJSON(&b, got)
+	if a.String() != b.String() {
+		t.Error("results.json does not survive a round trip")
+	}
+}
+
+func TestTCAVCSV(t *testing.T) {
+	path := filepath.Join(t.TempDir(), TCAVCSVFile)
+	r := synthetic(t)
+	if err := WriteTCAVCSV(path, r.TCAV); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rows[0], tcavCSVHeader) {
+		t.Errorf("header = %v", rows[0])
+	}
+	// 2 layers × 3 concepts × 5 random sets.
+	if got := len(rows) - 1; got != 30 {
+		t.Errorf("%d data rows, want 30", got)
+	}
+	first := rows[1]
+	want := []string{"zebra", "dotted", "inception4c", "random500_0", "0.12", "0.31", "0.97", "0.52"}
+	if !slices.Equal(first[:len(want)], want) {
+		t.Errorf("first row = %v, want it to start with %v", first, want)
+	}
+	if first[9] != "true" || first[10] != "below" {
+		t.Errorf("first row significance = %v %v, want true below", first[9], first[10])
+	}
+}
+
+func decodePNG(t *testing.T, data []byte) image.Image {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	b := img.Bounds()
+	if b.Dx() < 600 || b.Dy() < 300 || b.Dx() > 5000 || b.Dy() > 3000 {
+		t.Errorf("chart is %dx%d", b.Dx(), b.Dy())
+	}
+	return img
+}
+
+func TestCharts(t *testing.T) {
+	r := synthetic(t).normalized()
+	data, err := TCAVChart("zebra", "inception4c", r.TCAV[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := decodePNG(t, data)
+	// The important bar is drawn in solid blue; the others must not be.
+	var blue int
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == colImportant {
+				blue++
+			}
+		}
+	}
+	if blue < 1000 {
+		t.Errorf("only %d pixels of the important colour", blue)
+	}
+
+	data, err = AttackChart(r.Attack, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodePNG(t, data)
+
+	// One budget only: the axis must still have a range.
+	data, err = AttackChart(r.Attack[:1], ptr(0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodePNG(t, data)
+
+	if _, err := TCAVChart("zebra", "x", nil); err == nil {
+		t.Error("TCAVChart without entries: no error")
+	}
+}
+
+func writeTestPNG(t *testing.T, path string, c color.Color) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, 32, 32))
+	for i := range img.Pix {
+		img.Pix[i] = 0xff
+	}
+	for y := 0; y < 32; y++ {
+		for x := 0; x < 32; x++ {
+			if (x/4+y/4)%2 == 0 {
+				img.Set(x, y, c)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syntheticRun writes a run directory with results.json, a manifest and the
+// images the results refer to.
+func syntheticRun(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	r := synthetic(t)
+	for _, a := range r.Attack {
+		for i := 0; i < 6; i++ {
+			writeTestPNG(t, filepath.Join(dir, a.Images, "img"+string(rune('0'+i))+".png"), color.NRGBA{R: 200, A: 255})
+		}
+	}
+	writeTestPNG(t, filepath.Join(dir, r.Facets[0].Clean[0]), color.NRGBA{G: 160, A: 255})
+	writeTestPNG(t, filepath.Join(dir, r.Facets[0].Attacked[0]), color.NRGBA{B: 160, A: 255})
+	// Clean[1] is left missing; an escaping path must not be embedded.
+	r.Facets[0].Attacked = append(r.Facets[0].Attacked, "../outside.png")
+	writeTestPNG(t, filepath.Join(filepath.Dir(dir), "outside.png"), color.Black)
+
+	manifest := `{"name": "zebra-stripes", "seed": 0, "device": "cpu", "stage_timings": {"tcav": 1.5}}`
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestBuild(t *testing.T) {
+	dir := syntheticRun(t)
+	if err := Build(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	plots, _ := filepath.Glob(filepath.Join(dir, PlotsDir, "*.png"))
+	var names []string
+	for _, p := range plots {
+		names = append(names, filepath.Base(p))
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decodePNG(t, data)
+	}
+	wantPlots := []string{
+		"attack-striped-zebra-inception4c-suppress-tcav-surrogate-linf.png",
+		"tcav-zebra-inception4c.png",
+		"tcav-zebra-inception4e.png",
+	}
+	if !slices.Equal(names, wantPlots) {
+		t.Errorf("plots = %v, want %v", names, wantPlots)
+	}
+	if _, err := os.Stat(filepath.Join(dir, TCAVCSVFile)); err != nil {
+		t.Error(err)
+	}
+
+	html, err := os.ReadFile(filepath.Join(dir, HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(html)
+	for _, banned := range []string{"http://", "https://", "<script", "<link", "outside.png\" src"} {
+		if strings.Contains(strings.ToLower(page), banned) {
+			t.Errorf("report.html contains %q", banned)
+		}
+	}
+	for _, want := range []string{
+		"data:image/png;base64,",
+		"cavforge report: zebra-stripes",
+		"significant, below baseline: not important",
+		"not significant",
+		"zebra-striped-clean-1.png: missing",
+		"../outside.png: not inside the run directory",
+		"first 4 of 6 images",
+		"stage_timings",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	// 3 charts + 3×4 attack images + 2 facet images.
+	if n := strings.Count(page, "data:image/png;base64,"); n != 17 {
+		t.Errorf("%d embedded PNGs, want 17", n)
+	}
+
+	// Rebuilding gives the same bytes: no timestamps, stable order.
+	if err := Build(dir); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(filepath.Join(dir, HTMLFile))
+	if !bytes.Equal(html, again) {
+		t.Error("report.html differs between two builds")
+	}
+	// Nothing half-written left behind.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temp file %s left in the run directory", e.Name())
+		}
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := Build(dir); err == nil {
+		t.Error("Build without results.json: no error")
+	}
+	if err := os.WriteFile(filepath.Join(dir, ResultsFile), []byte(`{"tcav": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Build(dir); err == nil || !strings.Contains(err.Error(), ResultsFile) {
+		t.Errorf("Build with a truncated results.json: err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, HTMLFile)); err == nil {
+		t.Error("report.html written despite the error")
+	}
+}
+
+// TestHTMLInChromium loads report.html in headless Chromium, offline, and
+// checks that it renders. Set CAVFORGE_KEEP_SCREENSHOT=path to keep the
+// screenshot for a look.
+func TestHTMLInChromium(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed")
+	}
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	dir := syntheticRun(t)
+	shot := filepath.Join(t.TempDir(), "screenshot.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--window-size=1280,2400", "--screenshot="+shot,
+		"file://"+filepath.Join(dir, HTMLFile))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v\n%s", err, out)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 600 {
+		t.Errorf("screenshot is %dx%d", b.Dx(), b.Dy())
+	}
+	if keep := os.Getenv("CAVFORGE_KEEP_SCREENSHOT"); keep != "" {
+		os.WriteFile(keep, data, 0o644)
+		os.WriteFile(strings.TrimSuffix(keep, ".png")+".html", mustRead(t, filepath.Join(dir, HTMLFile)), 0o644)
+		os.WriteFile(strings.TrimSuffix(keep, ".png")+"-chart.png", mustRead(t, filepath.Join(dir, PlotsDir, "tcav-zebra-inception4c.png")), 0o644)
+		os.WriteFile(strings.TrimSuffix(keep, ".png")+"-attack.png", mustRead(t, filepath.Join(dir, PlotsDir, "attack-striped-zebra-inception4c-suppress-tcav-surrogate-linf.png")), 0o644)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

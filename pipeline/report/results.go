@@ -1,0 +1,282 @@
+// Package report turns a run's results into the files a user reads:
+// results.json (the one machine-readable result), tcav.csv, PNG charts and a
+// self-contained report.html.
+package report
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+
+	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/stats"
+)
+
+// Convention states the TCAV sign convention; it is recorded in results.json
+// because the reference implementations differ (see SPEC §5).
+const Convention = "S(x) = gradient of the target logit w.r.t. the layer activation, " +
+	"dotted with the unit CAV pointing toward the concept; " +
+	"score = fraction of class images with S(x) > 0; magnitude = mean of S(x)"
+
+// Results is the content of results.json.
+type Results struct {
+	Convention string        `json:"convention"`
+	TCAV       []TCAVEntry   `json:"tcav"`
+	Attack     []AttackEntry `json:"attack"`
+	Facets     []FacetEntry  `json:"facets"`
+}
+
+// TCAVEntry is one concept's TCAV result for one target and layer, over R
+// random sets. Scores, Magnitudes, CAVAccuracy (and RandomSets, when given)
+// are indexed by random set; RandomScores are the R random-vs-random scores.
+type TCAVEntry struct {
+	Target       string          `json:"target"`
+	Concept      string          `json:"concept"`
+	Layer        string          `json:"layer"`
+	RandomSets   []string        `json:"random_sets,omitempty"`
+	Scores       []float64       `json:"scores"`
+	Magnitudes   []float64       `json:"magnitudes"`
+	RandomScores []float64       `json:"random_scores"`
+	CAVAccuracy  []float64       `json:"cav_accuracy"`
+	Mean         float64         `json:"mean"`
+	Std          float64         `json:"std"`
+	PValue       float64         `json:"p_value"`
+	Significant  bool            `json:"significant"`
+	Direction    stats.Direction `json:"direction"`
+}
+
+// Summarize fills Mean, Std and the significance fields from Scores and
+// RandomScores. threshold is the per-test alpha (see stats.BonferroniAlpha).
+func (e *TCAVEntry) Summarize(method stats.Method, threshold float64) error {
+	sig, err := stats.Test(e.Scores, e.RandomScores, method, threshold)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.key(), err)
+	}
+	e.Mean, e.Std = stats.Mean(e.Scores), sampleStd(e.Scores)
+	e.PValue, e.Significant, e.Direction = sig.PValue, sig.Significant, sig.Direction
+	return nil
+}
+
+// Significance returns the entry's decision.
+func (e *TCAVEntry) Significance() stats.Significance {
+	return stats.Significance{PValue: e.PValue, Significant: e.Significant, Direction: e.Direction}
+}
+
+func (e *TCAVEntry) key() string {
+	return fmt.Sprintf("tcav %s/%s/%s", e.Target, e.Concept, e.Layer)
+}
+
+// AttackScore is the TCAV result of a concept set before or after an attack.
+type AttackScore struct {
+	Mean        float64         `json:"mean"`
+	Std         float64         `json:"std"`
+	PValue      float64         `json:"p_value"`
+	Significant bool            `json:"significant"`
+	Direction   stats.Direction `json:"direction"`
+	// RandomMean is the mean random-vs-random score it was tested against
+	// (the after-attack score uses random sets the attack never saw). When
+	// absent, charts fall back to the matching TCAV entry's baseline.
+	RandomMean *float64 `json:"random_mean,omitempty"`
+}
+
+// AttackEntry is one attack at one budget.
+type AttackEntry struct {
+	Concept   string  `json:"concept"`
+	Target    string  `json:"target"`
+	Layer     string  `json:"layer"`
+	Goal      string  `json:"goal"`
+	Objective string  `json:"objective,omitempty"`
+	Eps       float64 `json:"eps"`
+	Norm      string  `json:"norm"`
+
+	Before AttackScore `json:"before"`
+	After  AttackScore `json:"after"`
+
+	Linf     float64 `json:"linf"`
+	L2Mean   float64 `json:"l2_mean"`
+	PSNRMean float64 `json:"psnr_mean"`
+	// ChangedPrediction is the share (0..1) of perturbed concept images whose
+	// predicted class differs from that of the clean image.
+	ChangedPrediction float64 `json:"changed_prediction"`
+	// Images is the run-relative directory of the perturbed images.
+	Images string `json:"images"`
+}
+
+func (a *AttackEntry) key() string {
+	return fmt.Sprintf("attack %s/%s/%s %s eps %g", a.Concept, a.Target, a.Layer, a.Goal, a.Eps)
+}
+
+// FacetEntry lists run-relative paths of faceted feature visualizations,
+// rendered with the facet fitted on the clean and on the attacked concept set.
+type FacetEntry struct {
+	Target   string   `json:"target"`
+	Facet    string   `json:"facet"`
+	Clean    []string `json:"clean"`
+	Attacked []string `json:"attacked"`
+}
+
+func sampleStd(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	return stats.StdDev(xs)
+}
+
+// Validate checks what JSON and the charts rely on: per-random-set lists of
+// equal length, finite numbers (JSON has no NaN or Inf), known directions.
+func (r *Results) Validate() error {
+	var errs []error
+	for i := range r.TCAV {
+		e := &r.TCAV[i]
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s: %s", e.key(), fmt.Sprintf(format, args...)))
+		}
+		if e.Target == "" || e.Concept == "" || e.Layer == "" {
+			bad("empty target, concept or layer")
+		}
+		n := len(e.Scores)
+		if n == 0 {
+			bad("no scores")
+		}
+		if len(e.Magnitudes) != n || len(e.CAVAccuracy) != n {
+			bad("%d scores, %d magnitudes, %d cav_accuracy: want one each per random set", n, len(e.Magnitudes), len(e.CAVAccuracy))
+		}
+		if len(e.RandomSets) != 0 && len(e.RandomSets) != n {
+			bad("%d scores but %d random_sets", n, len(e.RandomSets))
+		}
+		for _, l := range []struct {
+			name string
+			xs   []float64
+		}{{"scores", e.Scores}, {"magnitudes", e.Magnitudes}, {"random_scores", e.RandomScores}, {"cav_accuracy", e.CAVAccuracy}} {
+			if j := nonFinite(l.xs...); j >= 0 {
+				bad("%s[%d] is %v", l.name, j, l.xs[j])
+			}
+		}
+		if nonFinite(e.Mean, e.Std, e.PValue) >= 0 {
+			bad("mean %v, std %v, p_value %v: want finite numbers", e.Mean, e.Std, e.PValue)
+		}
+		if err := checkDirection(e.Direction); err != nil {
+			bad("%v", err)
+		}
+	}
+	for i := range r.Attack {
+		a := &r.Attack[i]
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s: %s", a.key(), fmt.Sprintf(format, args...)))
+		}
+		if nonFinite(a.Eps, a.Linf, a.L2Mean, a.PSNRMean, a.ChangedPrediction) >= 0 {
+			bad("eps %v, linf %v, l2_mean %v, psnr_mean %v, changed_prediction %v: want finite numbers (cap PSNR for unchanged images)",
+				a.Eps, a.Linf, a.L2Mean, a.PSNRMean, a.ChangedPrediction)
+		}
+		for _, s := range []struct {
+			name string
+			sc   *AttackScore
+		}{{"before", &a.Before}, {"after", &a.After}} {
+			if nonFinite(s.sc.Mean, s.sc.Std, s.sc.PValue) >= 0 || (s.sc.RandomMean != nil && nonFinite(*s.sc.RandomMean) >= 0) {
+				bad("%s: want finite numbers", s.name)
+			}
+			if err := checkDirection(s.sc.Direction); err != nil {
+				bad("%s: %v", s.name, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkDirection(d stats.Direction) error {
+	if d != stats.Above && d != stats.Below {
+		return fmt.Errorf("direction %q: want %q or %q", d, stats.Above, stats.Below)
+	}
+	return nil
+}
+
+// nonFinite returns the index of the first NaN or Inf, or -1.
+func nonFinite(xs ...float64) int {
+	for i, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// normalized returns a copy in the canonical order (so that results.json
+// and everything derived from it are byte-identical for identical results,
+// whatever order the stages finished in), with empty lists instead of nil
+// so the JSON always has arrays where the shape has them.
+func (r *Results) normalized() *Results {
+	out := &Results{
+		Convention: cmp.Or(r.Convention, Convention),
+		TCAV:       slices.Clone(r.TCAV),
+		Attack:     slices.Clone(r.Attack),
+		Facets:     slices.Clone(r.Facets),
+	}
+	slices.SortStableFunc(out.TCAV, func(a, b TCAVEntry) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Layer, b.Layer), cmp.Compare(a.Concept, b.Concept))
+	})
+	slices.SortStableFunc(out.Attack, func(a, b AttackEntry) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Concept, b.Concept), cmp.Compare(a.Layer, b.Layer),
+			cmp.Compare(a.Goal, b.Goal), cmp.Compare(a.Objective, b.Objective), cmp.Compare(a.Norm, b.Norm), cmp.Compare(a.Eps, b.Eps))
+	})
+	slices.SortStableFunc(out.Facets, func(a, b FacetEntry) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Facet, b.Facet))
+	})
+	out.TCAV, out.Attack, out.Facets = nonNil(out.TCAV), nonNil(out.Attack), nonNil(out.Facets)
+	for i := range out.TCAV {
+		e := &out.TCAV[i]
+		e.Scores, e.Magnitudes, e.RandomScores, e.CAVAccuracy = nonNil(e.Scores), nonNil(e.Magnitudes), nonNil(e.RandomScores), nonNil(e.CAVAccuracy)
+	}
+	for i := range out.Facets {
+		f := &out.Facets[i]
+		f.Clean, f.Attacked = nonNil(f.Clean), nonNil(f.Attacked)
+	}
+	return out
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// EncodeJSON writes r as indented JSON in the canonical order. An empty
+// Convention is filled in with this package's Convention.
+func EncodeJSON(w io.Writer, r *Results) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r.normalized())
+}
+
+// WriteJSON atomically writes r to path (results.json).
+func WriteJSON(path string, r *Results) error {
+	var buf bytes.Buffer
+	if err := EncodeJSON(&buf, r); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return atomicfile.Write(path, buf.Bytes())
+}
+
+// ReadJSON reads a results.json. Unknown fields are ignored, so that a newer
+// results.json still renders.
+func ReadJSON(path string) (*Results, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &r, nil
+}
