@@ -20,6 +20,7 @@ type command struct {
 var commands = map[string]command{
 	"version": {"cavforge version", runVersion},
 	"layers":  {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
+	"bench":   {benchUsage, runBench},
 }
 
 func main() {

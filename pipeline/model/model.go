@@ -15,13 +15,13 @@ import (
 
 // Input describes what the model expects: images resized so the shorter side
 // is Resize, center-cropped (or resized directly when Crop is "none") to
-// Size, scaled to PixelRange and normalized with Mean and Std.
+// Size, mapped from [0,1] to PixelRange and normalized with Mean and Std.
 type Input struct {
 	Size       [2]int     // height, width
 	Resize     int        // shorter side before the crop; 0 = resize straight to Size
 	Crop       string     // "center" or "none"
 	Mean, Std  [3]float64 // per channel, on the PixelRange scale
-	PixelRange float64    // 1 for [0,1] inputs, 255 for [0,255]; 0 means 1
+	PixelRange [2]float64 // e.g. [0,1] or [0,255]; all zero means [0,1]
 }
 
 // Model is a loaded classifier.
@@ -175,4 +175,25 @@ func shapeString(s []int64) string {
 		parts[i] = fmt.Sprint(d)
 	}
 	return strings.Join(parts, ",")
+}
+
+// ClassGradients runs a preprocessed batch x and returns, per example, the
+// gradient of the class logit h_k with respect to the activation at layer,
+// ∇_a h_k(a) with a = f_layer(x), and the logits (detached). Examples are
+// independent in eval mode, so one backward pass of Σ_n h_k(x_n) gives every
+// example's gradient.
+func (m *Model) ClassGradients(s *torch.Scope, x *torch.Tensor, layer string, class int, cast torch.Autocast) (grad, logits *torch.Tensor) {
+	out, acts := m.Forward(s, x, []string{layer}, torch.Grad, cast)
+	if out == nil {
+		return nil, nil
+	}
+	if shape := out.Shape(); class < 0 || int64(class) >= shape[1] {
+		s.Fail(fmt.Errorf("class index %d out of range for a model with %d outputs", class, shape[1]))
+		return nil, nil
+	}
+	g := s.Grad([]*torch.Tensor{s.Sum(s.Select(out, 1, int64(class)))}, nil, acts, false, false)
+	if g == nil {
+		return nil, nil
+	}
+	return g[0], s.Detach(out)
 }

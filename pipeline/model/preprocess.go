@@ -81,27 +81,25 @@ func (m *Model) fit(s *torch.Scope, x *torch.Tensor, h, w int64) *torch.Tensor {
 	return x
 }
 
-// Normalize maps [0,1] pixels to the model's input: (x·range − mean)/std,
-// with mean and std on the PixelRange scale.
+// Normalize maps [0,1] pixels to the model's input:
+// (lo + x·(hi−lo) − mean)/std, with [lo,hi] the PixelRange.
 func (m *Model) Normalize(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-	rng := m.Input.PixelRange
-	if rng == 0 {
-		rng = 1
+	lo, hi := m.Input.PixelRange[0], m.Input.PixelRange[1]
+	if lo == 0 && hi == 0 {
+		hi = 1
 	}
-	mean := make([]float32, 3)
-	inv := make([]float32, 3)
+	// Folded into one multiply and one subtract per channel.
+	shift := make([]float32, 3)
+	scale := make([]float32, 3)
 	for c := 0; c < 3; c++ {
 		std := m.Input.Std[c]
 		if std == 0 {
 			std = 1
 		}
-		mean[c] = float32(m.Input.Mean[c])
-		inv[c] = float32(1 / std)
+		scale[c] = float32((hi - lo) / std)
+		shift[c] = float32((m.Input.Mean[c] - lo) / std)
 	}
-	mt := s.FromFloat32(mean, []int64{1, 3, 1, 1}, m.Device())
-	it := s.FromFloat32(inv, []int64{1, 3, 1, 1}, m.Device())
-	if rng != 1 {
-		x = s.MulScalar(x, rng)
-	}
-	return s.Mul(s.Sub(x, mt), it)
+	sc := s.FromFloat32(scale, []int64{1, 3, 1, 1}, m.Device())
+	sh := s.FromFloat32(shift, []int64{1, 3, 1, 1}, m.Device())
+	return s.Sub(s.Mul(x, sc), sh)
 }
