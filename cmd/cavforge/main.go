@@ -21,13 +21,15 @@ var commands = map[string]command{
 	"version": {"cavforge version", runVersion},
 	"layers":  {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
 	"bench":   {benchUsage, runBench},
+	"run":     {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--force] [--log-format json]", runRun},
+	"report":  {"cavforge report RUN_DIR", runReport},
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(dispatch(os.Args[1:]))
 }
 
-func run(args []string) int {
+func dispatch(args []string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(os.Stdout)
 		return 0

@@ -1,0 +1,191 @@
+// Package activations is the "extract activations" stage: layer outputs f_l(x)
+// of image sets, and the class gradients ∇_a h_k at those layers, batched on
+// the device and cached by content.
+package activations
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/cache"
+	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/model"
+)
+
+// Set is a named list of image files: a concept, a random set, or the
+// images of a class.
+type Set struct {
+	Name  string
+	Files []string
+	Hash  string // images.ListHash of Files
+}
+
+// Activations holds one value per example and feature: N rows of the
+// layer's output (or its gradient) flattened to D = product of Shape.
+type Activations struct {
+	Set, Layer string
+	Shape      []int64 // per example
+	N          int
+	Data       []float32 // N×D, row-major
+}
+
+// Dim is the number of features per example.
+func (a *Activations) Dim() int { return len(a.Data) / max(a.N, 1) }
+
+// Row is example i's features.
+func (a *Activations) Row(i int) []float32 {
+	d := a.Dim()
+	return a.Data[i*d : (i+1)*d]
+}
+
+// Extractor runs image sets through a model. ModelKey identifies everything
+// about the model and its preprocessing that changes the values (file hash,
+// input spec, precision); it is part of every cache key.
+type Extractor struct {
+	Model     *model.Model
+	ModelKey  string
+	Cache     cache.Cache
+	BatchSize int
+	SkipBad   bool
+	Cast      torch.Autocast
+	Log       *logrus.Logger
+	Force     bool // recompute and overwrite cached values
+	Hits      int  // values read from the cache
+}
+
+// Extract returns the activations of set at each layer, computing the ones
+// not cached in one pass over the images.
+func (e *Extractor) Extract(set Set, layers []string) (map[string]*Activations, error) {
+	out := map[string]*Activations{}
+	var missing []string
+	for _, l := range layers {
+		a, ok, err := e.cached(e.key("activations", set, l, ""), set.Name, l)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[l] = a
+		} else {
+			missing = append(missing, l)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	fresh, err := e.run(set, missing, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
+		_, acts := e.Model.Forward(s, x, missing, torch.Inference, e.Cast)
+		return acts
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range missing {
+		if err := e.store(e.key("activations", set, l, ""), fresh[i]); err != nil {
+			return nil, err
+		}
+		out[l] = fresh[i]
+	}
+	return out, nil
+}
+
+// ClassGradients returns ∇_a h_class at layer for every image of set.
+func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activations, error) {
+	key := e.key("class-gradients", set, layer, fmt.Sprint(class))
+	if a, ok, err := e.cached(key, set.Name, layer); err != nil || ok {
+		return a, err
+	}
+	res, err := e.run(set, []string{layer}, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
+		g, _ := e.Model.ClassGradients(s, x, layer, class, e.Cast)
+		return []*torch.Tensor{g}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], e.store(key, res[0])
+}
+
+func (e *Extractor) key(kind string, set Set, layer, extra string) string {
+	return cache.Key(kind+"/v1", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad))
+}
+
+func (e *Extractor) cached(key, set, layer string) (*Activations, bool, error) {
+	if e.Force {
+		return nil, false, nil
+	}
+	shape, data, ok, err := e.Cache.Get(key)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if len(shape) < 1 {
+		return nil, false, nil
+	}
+	e.Hits++
+	return &Activations{Set: set, Layer: layer, Shape: shape[1:], N: int(shape[0]), Data: data}, true, nil
+}
+
+func (e *Extractor) store(key string, a *Activations) error {
+	return e.Cache.Put(key, append([]int64{int64(a.N)}, a.Shape...), a.Data)
+}
+
+// run decodes the set, feeds it in batches through pass, and gathers the
+// tensors pass returns (one per layer) on the host. Each batch's tensors are
+// freed before the next.
+func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) ([]*Activations, error) {
+	imgs, err := images.LoadSet(set.Files, e.SkipBad, e.Log)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]*Activations, len(layers))
+	for i, l := range layers {
+		res[i] = &Activations{Set: set.Name, Layer: l}
+	}
+	bs := max(e.BatchSize, 1)
+	for start := 0; start < len(imgs); start += bs {
+		batch := imgs[start:min(start+bs, len(imgs))]
+		if err := e.batch(set, batch, layers, res, pass); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (e *Extractor) batch(set Set, batch []images.Image, layers []string, res []*Activations,
+	pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) error {
+	s := torch.NewScope()
+	defer s.Close()
+	x := e.Model.Normalize(s, e.Model.Pixels(s, batch))
+	outs := pass(s, x)
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("set %s (%s...): %w", set.Name, batch[0].Path, err)
+	}
+	for i, t := range outs {
+		v, err := t.Float32s()
+		if err != nil {
+			return err
+		}
+		if bad := firstNonFinite(v); bad >= 0 {
+			d := len(v) / len(batch)
+			return fmt.Errorf("set %s, layer %s: NaN or Inf in the values for image %s",
+				set.Name, layers[i], batch[bad/d].Path)
+		}
+		shape := t.Shape()
+		if res[i].Shape == nil {
+			res[i].Shape = shape[1:]
+		}
+		res[i].N += int(shape[0])
+		res[i].Data = append(res[i].Data, v...)
+	}
+	return nil
+}
+
+func firstNonFinite(v []float32) int {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,136 @@
+// Package cav is the "fit CAVs" stage: a linear classifier separates a
+// concept's activations from a random set's at one layer; its unit weight
+// vector, pointing toward the concept, is the concept activation vector.
+package cav
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/activations"
+)
+
+// CAV is a fitted concept activation vector.
+type CAV struct {
+	Concept, Random, Layer string
+	Vector                 []float32 // unit L2 norm, toward the concept
+	Bias                   float64   // of the unnormalized classifier
+	Accuracy               float64   // on the held-out split
+}
+
+// Settings choose and tune the classifier.
+type Settings struct {
+	Classifier   string  // sgd-hinge | logistic | mean-diff
+	Alpha        float64 // L2 penalty of sgd-hinge and logistic
+	Epochs       int     // most passes over the training rows
+	TestFraction float64 // held-out share, per class
+}
+
+// Classifier fits w·x + b > 0 for concept rows. Training examples arrive as
+// one [n,d] tensor on the device with labels ±1 (concept first).
+type Classifier interface {
+	Fit(s *torch.Scope, x *torch.Tensor, y []float64, seed uint64) (w *torch.Tensor, b float64)
+}
+
+// ClassifierFor returns the classifier that settings name.
+func ClassifierFor(st Settings) (Classifier, error) {
+	switch st.Classifier {
+	case "sgd-hinge", "":
+		return SGD{Loss: Hinge, Alpha: st.Alpha, Epochs: st.Epochs}, nil
+	case "logistic":
+		return SGD{Loss: Logistic, Alpha: st.Alpha, Epochs: st.Epochs}, nil
+	case "mean-diff":
+		return MeanDiff{}, nil
+	}
+	return nil, fmt.Errorf("cav.classifier %q: want sgd-hinge, logistic or mean-diff", st.Classifier)
+}
+
+// Seed derives a CAV's own seed from the run seed and what the CAV is of, so
+// that no CAV depends on the order in which others were fitted.
+func Seed(seed int64, concept, random, layer string) uint64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%s\x00%s\x00%s", seed, concept, random, layer)
+	return binary.LittleEndian.Uint64(h.Sum(nil))
+}
+
+// Fit balances the two sets by truncating the larger, splits each class into
+// training and held-out rows (stratified, seeded), fits the classifier on
+// device and reports held-out accuracy.
+func Fit(device string, concept, random *activations.Activations, st Settings, seed uint64) (*CAV, error) {
+	if concept.Dim() != random.Dim() {
+		return nil, fmt.Errorf("cav %s vs %s at %s: %d vs %d features", concept.Set, random.Set, concept.Layer, concept.Dim(), random.Dim())
+	}
+	clf, err := ClassifierFor(st)
+	if err != nil {
+		return nil, err
+	}
+	n := min(concept.N, random.N)
+	nTest := int(math.Round(st.TestFraction * float64(n)))
+	if n-nTest < 1 || nTest < 1 {
+		return nil, fmt.Errorf("cav %s vs %s: %d examples per side are too few for a held-out split of %.2f", concept.Set, random.Set, n, st.TestFraction)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x63617673))
+	pPerm, nPerm := rng.Perm(n), rng.Perm(n)
+	d := concept.Dim()
+	gather := func(rows []int, from *activations.Activations, dst []float32) []float32 {
+		for _, r := range rows {
+			dst = append(dst, from.Row(r)...)
+		}
+		return dst
+	}
+	nTrain := n - nTest
+	train := gather(nPerm[nTest:], random, gather(pPerm[nTest:], concept, make([]float32, 0, 2*nTrain*d)))
+	test := gather(nPerm[:nTest], random, gather(pPerm[:nTest], concept, make([]float32, 0, 2*nTest*d)))
+	y := make([]float64, 2*nTrain)
+	for i := range y {
+		y[i] = 1
+		if i >= nTrain {
+			y[i] = -1
+		}
+	}
+
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.FromFloat32(train, []int64{int64(2 * nTrain), int64(d)}, device)
+	w, b := clf.Fit(s, x, y, seed)
+	norm := s.Sqrt(s.Sum(s.Mul(w, w)))
+	unit := s.Div(w, norm)
+	// Held-out accuracy: concept rows come first in the test block.
+	xt := s.FromFloat32(test, []int64{int64(2 * nTest), int64(d)}, device)
+	margins := s.Reshape(s.MM(xt, s.Reshape(w, int64(d), 1)), int64(2*nTest))
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("cav %s vs %s at %s: %w", concept.Set, random.Set, concept.Layer, err)
+	}
+	m, err := margins.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	correct := 0
+	for i, v := range m {
+		if (float64(v)+b > 0) == (i < nTest) {
+			correct++
+		}
+	}
+	vec, err := unit.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	if bad := nonFinite(vec); bad {
+		return nil, fmt.Errorf("cav %s vs %s at %s: the classifier found no direction (zero or non-finite weights)", concept.Set, random.Set, concept.Layer)
+	}
+	return &CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer, Vector: vec,
+		Bias: b, Accuracy: float64(correct) / float64(2*nTest)}, nil
+}
+
+func nonFinite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,381 @@
+// Package run orders the stages of an experiment, caches what they compute,
+// records timings and writes the run directory. Each stage lives in its own
+// package; this one only wires them together.
+package run
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/activations"
+	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/cache"
+	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/report"
+)
+
+// Options are the command line's part of a run.
+type Options struct {
+	Out     string // the run directory itself; default runs/<name>/<run-id>
+	Force   bool   // recompute instead of reading the cache
+	Log     *logrus.Logger
+	Version string // cavforge version and commit, for the manifest
+	Commit  string
+}
+
+// Manifest is manifest.json: what is needed to reproduce and audit a run.
+type Manifest struct {
+	Cavforge   string             `json:"cavforge"`
+	Commit     string             `json:"commit"`
+	Go         string             `json:"go"`
+	Libtorch   string             `json:"libtorch"`
+	CUDA       bool               `json:"cuda"`
+	Device     string             `json:"device"`
+	DeviceName string             `json:"device_name"`
+	Seed       int64              `json:"seed"`
+	ConfigHash string             `json:"config_hash"`
+	ModelHash  string             `json:"model_hash"`
+	ImageLists map[string]string  `json:"image_lists"`
+	Start      time.Time          `json:"start"`
+	End        time.Time          `json:"end"`
+	Stages     map[string]float64 `json:"stage_seconds"`
+	CacheHits  int                `json:"cache_hits"`
+}
+
+// experiment is the state one run shares between its stages.
+type experiment struct {
+	cfg      *config.Config
+	opts     Options
+	log      *logrus.Logger
+	device   string
+	model    *model.Model
+	labels   []string
+	classes  int
+	sets     map[string]activations.Set
+	extract  *activations.Extractor
+	cache    cache.Cache
+	manifest Manifest
+	results  report.Results
+}
+
+// Run executes cfg and returns the run directory. Nothing is left at the
+// final path unless the run succeeds: it is built in a sibling temporary
+// directory and renamed into place.
+func Run(cfg *config.Config, opts Options) (string, error) {
+	log := opts.Log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	start := time.Now().UTC()
+	cfgYAML, err := cfg.Marshal()
+	if err != nil {
+		return "", err
+	}
+	cfgHash, err := cfg.Hash()
+	if err != nil {
+		return "", err
+	}
+	out := opts.Out
+	if out == "" {
+		out = filepath.Join("runs", cfg.Name, start.Format("20060102-150405")+"-"+cfgHash[:8])
+	}
+	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+		return "", fmt.Errorf("run directory %s exists and is not empty", out)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+
+	logFile, err := os.Create(filepath.Join(tmp, "log.jsonl"))
+	if err != nil {
+		return "", err
+	}
+	defer logFile.Close()
+	hook := &fileHook{w: logFile, f: &logrus.JSONFormatter{}}
+	log.AddHook(hook)
+	defer removeHook(log, hook)
+
+	e := &experiment{cfg: cfg, opts: opts, log: log, sets: map[string]activations.Set{}}
+	e.manifest = Manifest{Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
+		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
+		Stages: map[string]float64{}, ImageLists: map[string]string{}}
+	if err := e.run(); err != nil {
+		return "", err
+	}
+	if e.extract != nil {
+		e.manifest.CacheHits += e.extract.Hits
+	}
+	e.manifest.End = time.Now().UTC()
+	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
+		return "", err
+	}
+	mj, err := json.MarshalIndent(e.manifest, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(filepath.Join(tmp, "manifest.json"), append(mj, '\n')); err != nil {
+		return "", err
+	}
+	if err := e.timed("report", func() error { return report.Write(tmp, &e.results) }); err != nil {
+		return "", err
+	}
+	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func (e *experiment) run() error {
+	defer func() {
+		if e.model != nil {
+			e.model.Close()
+		}
+	}()
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"load model", e.loadModel},
+		{"list images", e.listImages},
+		{"tcav", e.tcav},
+	}
+	for _, st := range steps {
+		if err := e.timed(st.name, st.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *experiment) timed(name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	e.manifest.Stages[name] += time.Since(t).Seconds()
+	if err == nil {
+		e.log.WithFields(logrus.Fields{"stage": name, "seconds": time.Since(t).Seconds()}).Info("stage done")
+	}
+	return err
+}
+
+func (e *experiment) loadModel() error {
+	cfg := e.cfg
+	dev, fellBack, err := torch.ResolveDevice(cfg.Device)
+	if err != nil {
+		return err
+	}
+	if fellBack {
+		e.log.Warn("device auto: no CUDA device found, running on the CPU")
+	}
+	e.device = dev
+	e.manifest.Device = dev
+	e.manifest.DeviceName = deviceName(dev)
+	cast := torch.FP32
+	if strings.HasPrefix(dev, "cuda") {
+		cast = map[string]torch.Autocast{"bf16": torch.BF16, "fp16": torch.FP16}[cfg.Precision]
+	} else if cfg.Precision != "fp32" {
+		e.log.Warnf("precision %s applies on CUDA only; the CPU runs fp32", cfg.Precision)
+	}
+	in := cfg.Model.Input
+	m, err := model.Load(cfg.Model.Path, dev, model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop,
+		Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange})
+	if err != nil {
+		return err
+	}
+	e.model = m
+	if err := m.CheckLayers(e.layers()); err != nil {
+		return err
+	}
+	if e.classes, err = m.Classes(); err != nil {
+		return err
+	}
+	if cfg.Model.Labels != "" {
+		if e.labels, err = readLabels(cfg.Model.Labels); err != nil {
+			return err
+		}
+		if len(e.labels) != e.classes {
+			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
+		}
+	}
+	hash, err := fileHash(cfg.Model.Path)
+	if err != nil {
+		return err
+	}
+	e.manifest.ModelHash = hash
+	spec, _ := json.Marshal(in)
+	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
+	e.extract = &activations.Extractor{Model: m, Cache: e.cache, BatchSize: cfg.Data.BatchSize,
+		SkipBad: cfg.Data.SkipBadImages, Cast: cast, Log: e.log, Force: e.opts.Force,
+		ModelKey: cache.Key("model", hash, string(spec), cfg.Precision, deviceKind(dev))}
+	return nil
+}
+
+// layers are every layer any stage asks for.
+func (e *experiment) layers() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(ls ...string) {
+		for _, l := range ls {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
+	add(e.cfg.TCAV.Layers...)
+	for _, a := range e.cfg.Attack {
+		add(a.Layer)
+	}
+	for _, f := range e.cfg.Facets {
+		add(f.FacetLayers...)
+	}
+	return out
+}
+
+// listImages chooses every set's images and hashes the lists.
+func (e *experiment) listImages() error {
+	cfg := e.cfg
+	names := append(append([]string(nil), cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...)
+	for _, t := range cfg.TCAV.Targets {
+		names = append(names, e.classSet(t))
+	}
+	for _, n := range names {
+		if _, done := e.sets[n]; done {
+			continue
+		}
+		files, err := images.ListSet(cfg.Data.Root, n)
+		if err != nil {
+			return err
+		}
+		files = images.Choose(files, cfg.Data.MaxImages, cfg.Seed, n)
+		hash, err := images.ListHash(cfg.Data.Root, files)
+		if err != nil {
+			return err
+		}
+		e.sets[n] = activations.Set{Name: n, Files: files, Hash: hash}
+		e.manifest.ImageLists[n] = hash
+	}
+	return nil
+}
+
+func (e *experiment) classSet(target string) string {
+	if s, ok := e.cfg.TCAV.ClassSets[target]; ok && s != "" {
+		return s
+	}
+	return target
+}
+
+// classIndex resolves a target written as a label name or an index.
+func (e *experiment) classIndex(target string) (int, error) {
+	for i, l := range e.labels {
+		if l == target {
+			return i, nil
+		}
+	}
+	if i, err := strconv.Atoi(target); err == nil {
+		if i < 0 || i >= e.classes {
+			return 0, fmt.Errorf("target %d is out of range: the model has %d outputs", i, e.classes)
+		}
+		return i, nil
+	}
+	if e.labels == nil {
+		return 0, fmt.Errorf("target %q is not a class index and model.labels is not set", target)
+	}
+	return 0, fmt.Errorf("target %q is not in the labels file %s", target, e.cfg.Model.Labels)
+}
+
+func readLabels(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("model.labels: %w", err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		out = append(out, strings.TrimSpace(line))
+	}
+	if len(out) == 0 || (len(out) == 1 && out[0] == "") {
+		return nil, fmt.Errorf("model.labels %s is empty", path)
+	}
+	return out, nil
+}
+
+func fileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func deviceKind(dev string) string {
+	if strings.HasPrefix(dev, "cuda") {
+		return "cuda"
+	}
+	return "cpu"
+}
+
+func deviceName(dev string) string {
+	if idx, ok := strings.CutPrefix(dev, "cuda:"); ok {
+		names, _ := torch.CUDADevices()
+		if i, err := strconv.Atoi(idx); err == nil && i < len(names) {
+			return names[i]
+		}
+	}
+	return "cpu"
+}
+
+// fileHook copies log entries to the run's log.jsonl.
+type fileHook struct {
+	w io.Writer
+	f logrus.Formatter
+}
+
+func (h *fileHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h *fileHook) Fire(entry *logrus.Entry) error {
+	b, err := h.f.Format(entry)
+	if err != nil {
+		return err
+	}
+	_, err = h.w.Write(b)
+	return err
+}
+
+func removeHook(log *logrus.Logger, hook logrus.Hook) {
+	hooks := logrus.LevelHooks{}
+	for lvl, hs := range log.Hooks {
+		for _, h := range hs {
+			if h != hook {
+				hooks[lvl] = append(hooks[lvl], h)
+			}
+		}
+	}
+	log.ReplaceHooks(hooks)
+}
