@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/config"
@@ -57,5 +58,28 @@ func runReport(args []string) error {
 		return err
 	}
 	fmt.Printf("report: %s/report.html\n", args[0])
+	return nil
+}
+
+func runValidate(args []string) error {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var sets setFlags
+	fs.Var(&sets, "set", "key.path=value override (repeatable)")
+	path, rest := splitPositional(args)
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if path == "" {
+		return fmt.Errorf("usage: cavforge validate CONFIG.yaml [--set k=v ...]")
+	}
+	cfg, err := config.Load(path, sets)
+	if err != nil {
+		return err
+	}
+	if err := run.Validate(cfg, newLogger(""), os.Stdout); err != nil {
+		return err
+	}
+	fmt.Println("ok")
 	return nil
 }

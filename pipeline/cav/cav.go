@@ -18,8 +18,9 @@ import (
 type CAV struct {
 	Concept, Random, Layer string
 	Vector                 []float32 // unit L2 norm, toward the concept
-	Bias                   float64   // of the unnormalized classifier
-	Accuracy               float64   // on the held-out split
+	Bias                   float64   // of the unnormalized classifier, at float32 precision
+	Correct, Tested        int       // held-out examples classified right, and in all
+	Accuracy               float64   // Correct / Tested
 }
 
 // Settings choose and tune the classifier.
@@ -123,7 +124,8 @@ func Fit(device string, concept, random *activations.Activations, st Settings, s
 		return nil, fmt.Errorf("cav %s vs %s at %s: the classifier found no direction (zero or non-finite weights)", concept.Set, random.Set, concept.Layer)
 	}
 	return &CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer, Vector: vec,
-		Bias: b, Accuracy: float64(correct) / float64(2*nTest)}, nil
+		Bias: float64(float32(b)), Correct: correct, Tested: 2 * nTest,
+		Accuracy: float64(correct) / float64(2*nTest)}, nil
 }
 
 func nonFinite(v []float32) bool {

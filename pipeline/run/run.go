@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +116,7 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	log.AddHook(hook)
 	defer removeHook(log, hook)
 
-	e := &experiment{cfg: cfg, opts: opts, log: log, sets: map[string]activations.Set{}}
+	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap()}
 	e.manifest = Manifest{Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
 		Stages: map[string]float64{}, ImageLists: map[string]string{}}
@@ -219,6 +220,11 @@ func (e *experiment) loadModel() error {
 			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
 		}
 	}
+	for _, t := range e.targets() {
+		if _, err := e.classIndex(t); err != nil {
+			return err
+		}
+	}
 	hash, err := fileHash(cfg.Model.Path)
 	if err != nil {
 		return err
@@ -230,6 +236,15 @@ func (e *experiment) loadModel() error {
 		SkipBad: cfg.Data.SkipBadImages, Cast: cast, Log: e.log, Force: e.opts.Force,
 		ModelKey: cache.Key("model", hash, string(spec), cfg.Precision, deviceKind(dev))}
 	return nil
+}
+
+// targets are every class any stage explains or attacks.
+func (e *experiment) targets() []string {
+	out := append([]string(nil), e.cfg.TCAV.Targets...)
+	for _, a := range e.cfg.Attack {
+		out = append(out, a.Target)
+	}
+	return out
 }
 
 // layers are every layer any stage asks for.
@@ -378,4 +393,15 @@ func removeHook(log *logrus.Logger, hook logrus.Hook) {
 		}
 	}
 	log.ReplaceHooks(hooks)
+}
+
+func setsMap() map[string]activations.Set { return map[string]activations.Set{} }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

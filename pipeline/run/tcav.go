@@ -93,24 +93,26 @@ func (e *experiment) tcav() error {
 // fitCAV fits (or reads from the cache) the CAV of concept against random.
 func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Settings) (*cav.CAV, error) {
 	seed := cav.Seed(e.cfg.Seed, concept.Set, random.Set, concept.Layer)
-	key := cache.Key("cav/v1", e.extract.ModelKey, concept.Layer, e.sets[concept.Set].Hash, e.sets[random.Set].Hash,
+	key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, e.sets[concept.Set].Hash, e.sets[random.Set].Hash,
 		fmt.Sprintf("%+v", st), fmt.Sprint(seed))
 	if !e.opts.Force {
 		_, data, ok, err := e.cache.Get(key)
 		if err != nil {
 			return nil, err
 		}
-		if ok && len(data) == concept.Dim()+2 {
+		if d := concept.Dim(); ok && len(data) == d+3 {
 			e.manifest.CacheHits++
-			d := concept.Dim()
+			correct, tested := int(data[d+1]), int(data[d+2])
 			return &cav.CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer,
-				Vector: data[:d], Bias: float64(data[d]), Accuracy: float64(data[d+1])}, nil
+				Vector: data[:d], Bias: float64(data[d]), Correct: correct, Tested: tested,
+				Accuracy: float64(correct) / float64(tested)}, nil
 		}
 	}
 	c, err := cav.Fit(e.device, concept, random, st, seed)
 	if err != nil {
 		return nil, err
 	}
-	data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Accuracy))
+	// Counts, not the ratio: they survive float32 storage exactly.
+	data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Correct), float32(c.Tested))
 	return c, e.cache.Put(key, []int64{int64(len(data))}, data)
 }

@@ -1,0 +1,236 @@
+package run
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/report"
+)
+
+var demo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
+
+// demoConfig writes a small TCAV config over the bundled demo model and data
+// (or dataRoot) into a temporary directory and loads it with overrides.
+func demoConfig(t *testing.T, dataRoot string, overrides ...string) *config.Config {
+	t.Helper()
+	if dataRoot == "" {
+		dataRoot = filepath.Join(demo, "data")
+	}
+	dir := t.TempDir()
+	yaml := `name: test
+seed: 3
+device: cpu
+cache_dir: cache
+model:
+  path: ` + filepath.Join(demo, "model.pt") + `
+  labels: ` + filepath.Join(demo, "labels.txt") + `
+  input: {size: [64, 64], resize: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+data: {root: ` + dataRoot + `, max_images: 20, batch_size: 16}
+tcav:
+  targets: [zebra]
+  concepts: [striped, random500_9]
+  random: {prefix: random500_, count: 6}
+  layers: [block3]
+`
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func quietLog() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func mustRun(t *testing.T, cfg *config.Config, out string) (*report.Results, Manifest) {
+	t.Helper()
+	dir, err := Run(cfg, Options{Out: out, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := report.ReadJSON(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return res, m
+}
+
+func entry(t *testing.T, res *report.Results, concept string) report.TCAVEntry {
+	t.Helper()
+	for _, e := range res.TCAV {
+		if e.Concept == concept {
+			return e
+		}
+	}
+	t.Fatalf("no TCAV entry for %s", concept)
+	return report.TCAVEntry{}
+}
+
+// The demo model was trained so that zebra is the striped class: striped is
+// important for zebra, and a set of random images used as a concept is not.
+func TestDemoStripedMattersForZebraAndARandomConceptDoesNot(t *testing.T) {
+	cfg := demoConfig(t, "")
+	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
+	striped := entry(t, res, "striped")
+	if !striped.Significant || striped.Direction != "above" || striped.Mean < 0.8 {
+		t.Errorf("striped→zebra: mean %.2f, p %.2g, significant %v, %s; want high and significant above",
+			striped.Mean, striped.PValue, striped.Significant, striped.Direction)
+	}
+	random := entry(t, res, "random500_9")
+	if random.Significant {
+		t.Errorf("random concept→zebra significant: mean %.2f, p %.2g", random.Mean, random.PValue)
+	}
+	if len(striped.Scores) != 6 || len(striped.RandomScores) != 6 || len(striped.CAVAccuracy) != 6 {
+		t.Errorf("want 6 scores, random scores and accuracies, got %d, %d, %d",
+			len(striped.Scores), len(striped.RandomScores), len(striped.CAVAccuracy))
+	}
+}
+
+// Same seed, cold cache then warm cache: byte-identical results.json, and
+// the second run reads every activation, gradient and CAV from the cache.
+func TestSameSeedSameBytesAndSecondRunHitsTheCache(t *testing.T) {
+	cfg := demoConfig(t, "")
+	root := t.TempDir()
+	_, m1 := mustRun(t, cfg, filepath.Join(root, "a"))
+	_, m2 := mustRun(t, cfg, filepath.Join(root, "b"))
+	a, _ := os.ReadFile(filepath.Join(root, "a", "results.json"))
+	b, _ := os.ReadFile(filepath.Join(root, "b", "results.json"))
+	if !bytes.Equal(a, b) || len(a) == 0 {
+		t.Fatal("results.json differs between two runs with the same seed")
+	}
+	// 2 concepts + 6 random sets of activations, 1 gradient set, (2+1)×6 CAVs.
+	want := 8 + 1 + 18
+	if m1.CacheHits != 0 || m2.CacheHits != want {
+		t.Fatalf("cache hits: first run %d, second %d; want 0 and %d", m1.CacheHits, m2.CacheHits, want)
+	}
+	// A different seed chooses other CAV splits: the results change.
+	_, _ = mustRun(t, demoConfig(t, "", "seed=4"), filepath.Join(root, "c"))
+	c, _ := os.ReadFile(filepath.Join(root, "c", "results.json"))
+	if bytes.Equal(a, c) {
+		t.Fatal("seed has no effect on the results")
+	}
+}
+
+func TestRunDirectoryHasEveryOutput(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	mustRun(t, demoConfig(t, ""), out)
+	for _, f := range []string{"config.yaml", "manifest.json", "log.jsonl", "results.json", "tcav.csv", "report.html", "plots/tcav-zebra-block3.png"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s missing or empty", f)
+		}
+	}
+	// The resolved config reloads to the same experiment.
+	again, err := config.Load(filepath.Join(out, "config.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TCAV.Random.Count != 6 || again.Seed != 3 {
+		t.Errorf("resolved config lost settings: %+v", again.TCAV.Random)
+	}
+}
+
+// copyData makes a private copy of a few demo sets to damage.
+func copyData(t *testing.T, sets ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, s := range sets {
+		src := filepath.Join(demo, "data", s)
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, s, e.Name()), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return root
+}
+
+var allSets = []string{"zebra", "striped", "random500_0", "random500_1", "random500_2", "random500_3", "random500_4", "random500_5", "random500_9"}
+
+// Every bad input is one line that names the culprit, and leaves no run
+// directory behind.
+func TestBadInputsFailWithOneLineAndNoOutput(t *testing.T) {
+	corrupt := copyData(t, allSets...)
+	bad := filepath.Join(corrupt, "striped", "000_corrupt.png")
+	if err := os.WriteFile(bad, []byte("not a png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := copyData(t, allSets...)
+	entries, _ := os.ReadDir(filepath.Join(empty, "striped"))
+	for _, e := range entries {
+		os.Remove(filepath.Join(empty, "striped", e.Name()))
+	}
+	notModel := filepath.Join(t.TempDir(), "model.pt")
+	os.WriteFile(notModel, []byte("hello"), 0o644)
+	cases := []struct {
+		name      string
+		root      string
+		overrides []string
+		want      string
+	}{
+		{"corrupt image", corrupt, nil, "000_corrupt.png"},
+		{"empty folder", empty, nil, "no images"},
+		{"missing folder", "", []string{"tcav.concepts=[nosuchset]"}, "nosuchset"},
+		{"bad layer", "", []string{"tcav.layers=[block4]"}, `"block4"`},
+		{"target not in labels", "", []string{"tcav.targets=[horse]"}, `"horse" is not in the labels file`},
+		{"class index out of range", "", []string{"tcav.targets=[7]"}, "out of range"},
+		{"not a model", "", []string{"model.path=" + notModel}, "not a TorchScript model"},
+		{"input size the model rejects", "", []string{"model.input.size=[2,2]", "model.input.resize=2"}, "rejects input"},
+		{"no CUDA", "", []string{"device=cuda"}, "CUDA is not available"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := demoConfig(t, tc.root, tc.overrides...)
+			parent := t.TempDir()
+			out := filepath.Join(parent, "run")
+			_, err := Run(cfg, Options{Out: out, Log: quietLog()})
+			if err == nil {
+				t.Fatal("run succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: want one line containing %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(parent); len(left) != 0 {
+				t.Fatalf("failed run left %v behind", left)
+			}
+		})
+	}
+	// skip_bad_images: the corrupt file is skipped with a warning.
+	cfg := demoConfig(t, corrupt, "data.skip_bad_images=true")
+	if _, err := Run(cfg, Options{Out: filepath.Join(t.TempDir(), "run"), Log: quietLog()}); err != nil {
+		t.Fatalf("skip_bad_images: %v", err)
+	}
+}
