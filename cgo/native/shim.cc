@@ -175,6 +175,7 @@ const std::unordered_map<std::string, Op> &ops() {
       {"minimum", [](const Args &a) { return torch::minimum(a.t(0), a.t(1)); }},
       {"gt_scalar", [](const Args &a) { return a.t(0).gt(a.fl(0)).to(a.t(0).scalar_type()); }},
       {"round", [](const Args &a) { return a.t(0).round(); }},
+      {"trunc", [](const Args &a) { return a.t(0).trunc(); }},
       {"isfinite_all", [](const Args &a) { return a.t(0).isfinite().all(); }},
       // reductions; ints are the dims, float 0/1 is keepdim
       {"sum", [](const Args &a) { return a.t(0).sum(); }},

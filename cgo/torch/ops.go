@@ -61,6 +61,7 @@ func (s *Scope) Sqrt(a *Tensor) *Tensor       { return s.op("sqrt", []*Tensor{a}
 func (s *Scope) Exp(a *Tensor) *Tensor        { return s.op("exp", []*Tensor{a}, nil, nil) }
 func (s *Scope) Log(a *Tensor) *Tensor        { return s.op("log", []*Tensor{a}, nil, nil) }
 func (s *Scope) Round(a *Tensor) *Tensor      { return s.op("round", []*Tensor{a}, nil, nil) }
+func (s *Scope) Trunc(a *Tensor) *Tensor      { return s.op("trunc", []*Tensor{a}, nil, nil) }
 func (s *Scope) LogSigmoid(a *Tensor) *Tensor { return s.op("logsigmoid", []*Tensor{a}, nil, nil) }
 func (s *Scope) Maximum(a, b *Tensor) *Tensor { return s.op("maximum", []*Tensor{a, b}, nil, nil) }
 func (s *Scope) Minimum(a, b *Tensor) *Tensor { return s.op("minimum", []*Tensor{a, b}, nil, nil) }

@@ -27,6 +27,7 @@ type Set struct {
 // layer's output (or its gradient) flattened to D = product of Shape.
 type Activations struct {
 	Set, Layer string
+	Hash       string  // of the set's image list: what the values are of
 	Shape      []int64 // per example
 	N          int
 	Data       []float32 // N×D, row-major
@@ -62,7 +63,7 @@ func (e *Extractor) Extract(set Set, layers []string) (map[string]*Activations, 
 	out := map[string]*Activations{}
 	var missing []string
 	for _, l := range layers {
-		a, ok, err := e.cached(e.key("activations", set, l, ""), set.Name, l)
+		a, ok, err := e.cached(e.key("activations", set, l, ""), set, l)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +95,7 @@ func (e *Extractor) Extract(set Set, layers []string) (map[string]*Activations, 
 // ClassGradients returns ∇_a h_class at layer for every image of set.
 func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activations, error) {
 	key := e.key("class-gradients", set, layer, fmt.Sprint(class))
-	if a, ok, err := e.cached(key, set.Name, layer); err != nil || ok {
+	if a, ok, err := e.cached(key, set, layer); err != nil || ok {
 		return a, err
 	}
 	res, err := e.run(set, []string{layer}, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
@@ -111,7 +112,7 @@ func (e *Extractor) key(kind string, set Set, layer, extra string) string {
 	return cache.Key(kind+"/v1", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad))
 }
 
-func (e *Extractor) cached(key, set, layer string) (*Activations, bool, error) {
+func (e *Extractor) cached(key string, set Set, layer string) (*Activations, bool, error) {
 	if e.Force {
 		return nil, false, nil
 	}
@@ -123,7 +124,7 @@ func (e *Extractor) cached(key, set, layer string) (*Activations, bool, error) {
 		return nil, false, nil
 	}
 	e.Hits++
-	return &Activations{Set: set, Layer: layer, Shape: shape[1:], N: int(shape[0]), Data: data}, true, nil
+	return &Activations{Set: set.Name, Hash: set.Hash, Layer: layer, Shape: shape[1:], N: int(shape[0]), Data: data}, true, nil
 }
 
 func (e *Extractor) store(key string, a *Activations) error {
@@ -140,7 +141,7 @@ func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch
 	}
 	res := make([]*Activations, len(layers))
 	for i, l := range layers {
-		res[i] = &Activations{Set: set.Name, Layer: l}
+		res[i] = &Activations{Set: set.Name, Hash: set.Hash, Layer: l}
 	}
 	bs := max(e.BatchSize, 1)
 	for start := 0; start < len(imgs); start += bs {

@@ -106,6 +106,16 @@ type AttackEntry struct {
 	ChangedPrediction float64 `json:"changed_prediction"`
 	// Images is the run-relative directory of the perturbed images.
 	Images string `json:"images"`
+	// Transfer is the same judgment with a second CAV classifier, to show
+	// the attack is not specific to the one it was judged with.
+	Transfer *Transfer `json:"transfer,omitempty"`
+}
+
+// Transfer is an attack's before/after scores under another classifier.
+type Transfer struct {
+	Classifier string      `json:"classifier"`
+	Before     AttackScore `json:"before"`
+	After      AttackScore `json:"after"`
 }
 
 func (a *AttackEntry) key() string {

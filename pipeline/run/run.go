@@ -62,6 +62,7 @@ type Manifest struct {
 type experiment struct {
 	cfg      *config.Config
 	opts     Options
+	dir      string // the run directory being written
 	log      *logrus.Logger
 	device   string
 	model    *model.Model
@@ -116,7 +117,7 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	log.AddHook(hook)
 	defer removeHook(log, hook)
 
-	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap()}
+	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), dir: tmp}
 	e.manifest = Manifest{Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
 		Stages: map[string]float64{}, ImageLists: map[string]string{}}
@@ -162,6 +163,7 @@ func (e *experiment) run() error {
 		{"load model", e.loadModel},
 		{"list images", e.listImages},
 		{"tcav", e.tcav},
+		{"attack", e.attacks},
 	}
 	for _, st := range steps {
 		if err := e.timed(st.name, st.f); err != nil {
@@ -273,8 +275,14 @@ func (e *experiment) layers() []string {
 func (e *experiment) listImages() error {
 	cfg := e.cfg
 	names := append(append([]string(nil), cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...)
-	for _, t := range cfg.TCAV.Targets {
+	for _, t := range e.targets() {
 		names = append(names, e.classSet(t))
+	}
+	for _, a := range cfg.Attack {
+		names = append(names, a.Concept)
+		if a.Toward != "" && a.Toward != "random" {
+			names = append(names, a.Toward)
+		}
 	}
 	for _, n := range names {
 		if _, done := e.sets[n]; done {

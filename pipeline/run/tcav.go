@@ -93,7 +93,7 @@ func (e *experiment) tcav() error {
 // fitCAV fits (or reads from the cache) the CAV of concept against random.
 func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Settings) (*cav.CAV, error) {
 	seed := cav.Seed(e.cfg.Seed, concept.Set, random.Set, concept.Layer)
-	key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, e.sets[concept.Set].Hash, e.sets[random.Set].Hash,
+	key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, concept.Hash, random.Hash,
 		fmt.Sprintf("%+v", st), fmt.Sprint(seed))
 	if !e.opts.Force {
 		_, data, ok, err := e.cache.Get(key)
