@@ -65,8 +65,7 @@ func Perturb(m *model.Model, x0 []float32, shape []int64, layer string, obj Obje
 		s.Close()
 	}
 	mom.Close()
-	delta = quantize(root, delta, orig, b)
-	final := root.Add(orig, delta)
+	final := quantize(root, delta, orig, b)
 	s := torch.NewScope()
 	loss, _ := lossAndGrad(s, m, layer, obj, final, batch)
 	err := s.Err()
@@ -114,9 +113,9 @@ func randomStart(s *torch.Scope, orig *torch.Tensor, b Budget, seed uint64) *tor
 	return s.MulScalar(n, b.Eps*0.5)
 }
 
-// quantize moves delta onto the 8-bit grid (orig is on it) without leaving
-// the budget: L∞ rounds and caps at ⌊eps·255⌋/255; L2 rounds, then shrinks
-// and truncates toward zero if the rounded norm exceeds eps.
+// quantize returns orig+delta on the 8-bit grid (orig is on it) without
+// leaving the budget: L∞ rounds δ and caps it at ⌊eps·255⌋/255; L2 rounds,
+// then shrinks and truncates toward zero if the rounded norm exceeds eps.
 func quantize(s *torch.Scope, delta, orig *torch.Tensor, b Budget) *torch.Tensor {
 	levels := s.Round(s.MulScalar(delta, 255))
 	if b.Norm == "linf" {
@@ -126,7 +125,11 @@ func quantize(s *torch.Scope, delta, orig *torch.Tensor, b Budget) *torch.Tensor
 		norm := s.AddScalar(s.NormDims(levels, true, 1, 2, 3), 1e-12)
 		levels = s.Trunc(s.Mul(levels, s.Clamp(s.MulScalar(s.PowScalar(norm, -1), b.Eps*255), 0, 1)))
 	}
-	// Clipping to [0,1] keeps the grid, since orig is on it.
-	q := s.Clamp(s.Add(orig, s.MulScalar(levels, 1.0/255)), 0, 1)
-	return s.MulScalar(s.Sub(s.Round(s.MulScalar(q, 255)), s.Round(s.MulScalar(orig, 255))), 1.0/255)
+	// Integer levels of orig plus the change, clipped to [0,255], then
+	// divided once: exact 8-bit values.
+	px := s.Clamp(s.Add(s.Round(s.MulScalar(orig, 255)), levels), 0, 255)
+	// A true division by a full tensor: libtorch turns division by a scalar
+	// into a multiplication by its reciprocal, one ULP away from k/255 as
+	// image decoding computes it.
+	return s.Div(px, s.AddScalar(s.ZerosLike(px), 255))
 }
