@@ -33,7 +33,7 @@ test: build
 
 demo: build
 	bin/cavforge version
-	bin/cavforge layers testdata/demo/model.pt --input 3,64,64
+	bin/cavforge run configs/demo.yaml
 
 # Benchmarks print tables; they are never pass/fail on time.
 bench: build

@@ -92,7 +92,7 @@ func TestPerturbStaysOnGridWithinBudgetAndLowersTheLoss(t *testing.T) {
 			if b.Norm == "linf" && linf > b.Eps+1e-6 {
 				t.Fatalf("linf %g > eps %g", linf, b.Eps)
 			}
-			if b.Norm == "l2" && math.Sqrt(l2) > b.Eps+1e-5 {
+			if b.Norm == "l2" && math.Sqrt(l2) > b.Eps+1e-4 {
 				t.Fatalf("l2 %g > eps %g", math.Sqrt(l2), b.Eps)
 			}
 		}

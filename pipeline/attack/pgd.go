@@ -113,17 +113,21 @@ func randomStart(s *torch.Scope, orig *torch.Tensor, b Budget, seed uint64) *tor
 	return s.MulScalar(n, b.Eps*0.5)
 }
 
+// levelSlack lets budgets written to four decimals mean the 8-bit levels
+// they stand for: 0.0078 is 2/255 (0.00784), not one level.
+const levelSlack = 0.02
+
 // quantize returns orig+delta on the 8-bit grid (orig is on it) without
 // leaving the budget: L∞ rounds δ and caps it at ⌊eps·255⌋/255; L2 rounds,
 // then shrinks and truncates toward zero if the rounded norm exceeds eps.
 func quantize(s *torch.Scope, delta, orig *torch.Tensor, b Budget) *torch.Tensor {
 	levels := s.Round(s.MulScalar(delta, 255))
 	if b.Norm == "linf" {
-		k := math.Floor(b.Eps*255 + 1e-9)
+		k := math.Floor(b.Eps*255 + levelSlack)
 		levels = s.Clamp(levels, -k, k)
 	} else {
 		norm := s.AddScalar(s.NormDims(levels, true, 1, 2, 3), 1e-12)
-		levels = s.Trunc(s.Mul(levels, s.Clamp(s.MulScalar(s.PowScalar(norm, -1), b.Eps*255), 0, 1)))
+		levels = s.Trunc(s.Mul(levels, s.Clamp(s.MulScalar(s.PowScalar(norm, -1), b.Eps*255+levelSlack), 0, 1)))
 	}
 	// Integer levels of orig plus the change, clipped to [0,255], then
 	// divided once: exact 8-bit values.

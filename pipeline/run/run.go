@@ -41,6 +41,7 @@ type Options struct {
 
 // Manifest is manifest.json: what is needed to reproduce and audit a run.
 type Manifest struct {
+	Name       string             `json:"name"` // experiment and run directory
 	Cavforge   string             `json:"cavforge"`
 	Commit     string             `json:"commit"`
 	Go         string             `json:"go"`
@@ -118,7 +119,7 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	defer removeHook(log, hook)
 
 	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), dir: tmp}
-	e.manifest = Manifest{Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
+	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
 		Stages: map[string]float64{}, ImageLists: map[string]string{}}
 	if err := e.run(); err != nil {
