@@ -7,7 +7,10 @@ BUILD := $(CURDIR)/build
 # libcavshim, libcgotorch and libtorch through an rpath, so it runs from
 # anywhere without LD_LIBRARY_PATH.
 TORCH_LIBDIR = $(shell cat $(BUILD)/torch-libdir.txt 2>/dev/null)
-export CGO_LDFLAGS = -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
+# --as-needed keeps libtorch out of the binary's NEEDED list (Debian's gcc
+# does so by default, others do not): it links only to our two libraries,
+# which scripts/gpu-check.sh rebuilds against a GPU node's PyTorch.
+export CGO_LDFLAGS = -Wl,--as-needed -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
 NATIVE := $(BUILD)/lib/libcavshim.so $(BUILD)/lib/libcgotorch.so
 
 .PHONY: all setup native build test demo bench gpu-check clean

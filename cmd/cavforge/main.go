@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 )
@@ -24,10 +25,33 @@ var commands = map[string]command{
 	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--force] [--log-format json]", runRun},
 	"report":   {"cavforge report RUN_DIR", runReport},
 	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...]", runValidate},
+	"sweep":    {sweepUsage, runSweep},
+	"rerun":    {rerunUsage, runRerun},
 }
 
 func main() {
+	passiveOpenMP()
 	os.Exit(dispatch(os.Args[1:]))
+}
+
+// passiveOpenMP restarts the process with OMP_WAIT_POLICY=passive unless the
+// user chose a policy. OpenMP reads it once, when libtorch is loaded, which
+// is before any Go code runs. With the default active spinning, libtorch's
+// worker threads and the Go runtime's own threads compete for the cores on
+// every parallel region; on a loaded machine cavforge then ran 20–50× slower
+// than the same work in plain C++ (see cavforge bench), and with passive
+// waiting it does not.
+func passiveOpenMP() {
+	if os.Getenv("OMP_WAIT_POLICY") != "" {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	os.Setenv("OMP_WAIT_POLICY", "passive")
+	// On success Exec does not return; on failure carry on as we are.
+	_ = syscall.Exec(exe, os.Args, os.Environ())
 }
 
 func dispatch(args []string) int {

@@ -34,6 +34,10 @@ func residentBytes(t *testing.T) int64 {
 // 10,000 forward + capture + gradient passes: resident memory (and device
 // memory on CUDA) stays flat after warm-up, and every tensor is freed.
 func TestMemoryFlatOver10000Passes(t *testing.T) {
+	// CUDA libraries keep per-thread state (cuBLAS handles and workspaces);
+	// the CLI's main goroutine is locked to its thread, and so is this test.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	m, err := Load(filepath.Join("..", "..", "testdata", "demo", "model.pt"), testDevice(), Input{Size: [2]int{16, 16}})
 	if err != nil {
 		t.Fatal(err)
