@@ -106,15 +106,24 @@ struct ModeGuard {
     }
     if (cast != 0 && dev.is_cuda()) {
       autocast = true;
-      at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(cast == 1 ? at::kBFloat16 : at::kHalf);
+      set_autocast(true, cast == 1 ? at::kBFloat16 : at::kHalf);
     }
   }
   ~ModeGuard() {
     if (autocast) {
       at::autocast::clear_cache();
-      at::autocast::set_enabled(false);
+      set_autocast(false, at::kHalf);
     }
+  }
+  // The device-generic autocast calls replaced the CUDA-only ones in 2.4.
+  static void set_autocast(bool on, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, on);
+    if (on) at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    at::autocast::set_enabled(on);
+    if (on) at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
   }
 };
 
@@ -246,6 +255,19 @@ const std::unordered_map<std::string, Op> &ops() {
          auto grid = at::affine_grid_generator(a.t(1), x.sizes(), false);
          return at::grid_sampler(x, grid, 0, 1, false);
        }},
+      {"view_as_real", [](const Args &a) { return torch::view_as_real(a.t(0)); }},
+      // optimizers: t0 is a leaf parameter, t1 the value or gradient to give it
+      {"set_grad",
+       [](const Args &a) {
+         a.t(0).mutable_grad() = a.t(1).detach();
+         return a.t(0).grad();
+       }},
+      {"copy_into",
+       [](const Args &a) {
+         torch::NoGradGuard no_grad;
+         a.t(0).copy_(a.t(1));
+         return a.t(0);
+       }},
   };
   return table;
 }
@@ -291,7 +313,7 @@ char *cf_cuda_memory(int index, int64_t *allocated, int64_t *reserved, int64_t *
   *allocated = *reserved = *peak = 0;
 #ifdef CF_WITH_CUDA
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-  const auto agg = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+  const size_t agg = 0;  // StatType::AGGREGATE, a name that moved between releases
   *allocated = stats.allocated_bytes[agg].current;
   *reserved = stats.reserved_bytes[agg].current;
   *peak = stats.allocated_bytes[agg].peak;

@@ -244,3 +244,17 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// ViewAsReal views a complex tensor as a real one with a last dimension of
+// two (real, imaginary), sharing its storage.
+func (s *Scope) ViewAsReal(a *Tensor) *Tensor { return s.op("view_as_real", []*Tensor{a}, nil, nil) }
+
+// SetGrad makes g (detached) the .grad of the leaf p, for an optimizer's
+// step; it returns p's new gradient.
+func (s *Scope) SetGrad(p, g *Tensor) *Tensor { return s.op("set_grad", []*Tensor{p, g}, nil, nil) }
+
+// CopyInto overwrites dst's values with src's outside autograd, keeping dst's
+// identity (a parameter stays the same leaf); it returns a handle to dst.
+func (s *Scope) CopyInto(dst, src *Tensor) *Tensor {
+	return s.op("copy_into", []*Tensor{dst, src}, nil, nil)
+}
