@@ -28,7 +28,7 @@ $(NATIVE): CMakeLists.txt cgo/native/shim.cc cgo/native/shim.h go.mod
 	cmake --build $(BUILD) -j$$(nproc) --target cavshim cgotorch
 
 build: setup native
-	$(GO) build -o bin/cavforge ./cmd/cavforge
+	$(GO) build -ldflags "-X main.commit=$$(git rev-parse HEAD 2>/dev/null || echo unknown)$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)" -o bin/cavforge ./cmd/cavforge
 
 test: build
 	$(GO) vet ./...

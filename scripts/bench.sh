@@ -57,5 +57,66 @@ if [[ -n "$googlenet" ]]; then
   run "$googlenet" inception4c 3,224,224
 fi
 run testdata/demo/model.pt block3 3,64,64
+
+# A whole TCAV experiment: 3 concepts and 10 random sets of 50 images, 50
+# class images, 2 layers, timed per stage (cache off), next to the C++ loop
+# doing the same forward/backward passes on the same device.
+tcav_experiment() {  # MODEL L1,L2 SIZE
+  local model=$1 layers=$2 size=$3 data="$build/bench-data-$3"
+  section "full TCAV experiment: $(basename "$model") @ $layers, ${size}px"
+  if [[ ! -d "$data" ]]; then
+    "$py" - "$data" "$size" <<'PY'
+import os, sys
+import numpy as np
+from PIL import Image
+root, size = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+sets = ["zebra"] + [f"concept_{i}" for i in range(3)] + [f"random500_{i}" for i in range(10)]
+for s in sets:
+    os.makedirs(os.path.join(root, s), exist_ok=True)
+    for i in range(50):
+        small = (rng.random((7, 7, 3)) * 255).astype(np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BILINEAR).save(os.path.join(root, s, f"{i:03d}.png"))
+PY
+  fi
+  local cfg="$build/bench-tcav-$size.yaml" out="$build/bench-run-$size"
+  cat > "$cfg" <<YAML
+name: bench-tcav
+device: $device
+cache_dir: bench-cache
+model:
+  path: $(realpath "$model")
+  input: {size: [$size, $size], resize: $size}
+data: {root: $(realpath "$data"), max_images: 50, batch_size: 32}
+tcav:
+  targets: ["0"]
+  class_sets: {"0": zebra}
+  concepts: [concept_0, concept_1, concept_2]
+  random: {prefix: random500_, count: 10}
+  layers: [${layers//,/, }]
+YAML
+  rm -rf "$out"
+  "$cavforge" run "$cfg" --out "$out" --force --log-format json 2>/dev/null >/dev/null
+  local base
+  base=$("$baseline" --tcav "$model" "$layers" "3,$size,$size" 32 650 50 "$(sed -n 's/.*"device": "\(.*\)".*/\1/p' "$out/manifest.json" | head -n1)")
+  python3 - "$out/manifest.json" <<PY
+import json, sys
+st = json.load(open(sys.argv[1]))["stage_seconds"]
+base = dict(l.split() for l in """$base""".strip().splitlines())
+act, fit, score = st["extract activations"], st["fit CAVs"], st["score"]
+total = act + fit + score
+print(f"{'stage':28s} {'cavforge s':>11s} {'C++ loop s':>11s}")
+print(f"{'extract activations (650)':28s} {act:11.2f} {float(base['activations_s']):11.2f}")
+print(f"{'class gradients + scores':28s} {score:11.2f} {float(base['gradients_s']):11.2f}")
+print(f"{'fit CAVs (80, sgd-hinge)':28s} {fit:11.2f} {'-':>11s}")
+print(f"{'total':28s} {total:11.2f} {float(base['total_s']):11.2f}   ratio {total/float(base['total_s']):.3f}")
+print("cavforge also decodes and resizes the PNGs; the C++ loop feeds one prepared tensor.")
+PY
+}
+
+if [[ -n "$googlenet" ]]; then
+  tcav_experiment "$googlenet" inception4c,inception4e 224
+fi
+tcav_experiment testdata/demo/model.pt block2,block3 64
 echo
 echo "ratio = cavforge img/s / C++ loop img/s (1.000 = no Go overhead); the C++ loop runs as many iterations as cavforge did."

@@ -11,9 +11,16 @@ import (
 // Version is cavforge's release; the commit comes from the Go build info.
 const Version = "0.1.0"
 
+// commit is set by the Makefile (-ldflags -X main.commit=...), since Go's own
+// VCS stamping is often switched off (GOFLAGS=-buildvcs=false).
+var commit string
+
 // Commit is the VCS revision the binary was built from ("unknown" outside a
 // checkout), with "+dirty" when the tree had changes.
 func Commit() string {
+	if commit != "" {
+		return commit
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
