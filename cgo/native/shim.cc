@@ -218,6 +218,7 @@ const std::unordered_map<std::string, Op> &ops() {
       {"clone", [](const Args &a) { return a.t(0).clone(); }},
       {"zeros_like", [](const Args &a) { return torch::zeros_like(a.t(0)); }},
       {"to_float", [](const Args &a) { return a.t(0).to(at::kFloat); }},
+      {"to_long", [](const Args &a) { return a.t(0).to(at::kLong); }},
       {"to_device_of", [](const Args &a) { return a.t(0).to(a.t(1).device()); }},
       // random numbers from an explicit seed, never a shared global stream:
       // ints are the shape, the last float the seed.

@@ -198,6 +198,15 @@ func (s *Scope) Clone(a *Tensor) *Tensor     { return s.op("clone", []*Tensor{a}
 func (s *Scope) ZerosLike(a *Tensor) *Tensor { return s.op("zeros_like", []*Tensor{a}, nil, nil) }
 func (s *Scope) ToFloat(a *Tensor) *Tensor   { return s.op("to_float", []*Tensor{a}, nil, nil) }
 
+// Indices makes an int64 index tensor on device (for IndexSelect).
+func (s *Scope) Indices(idx []int, device string) *Tensor {
+	v := make([]float32, len(idx))
+	for i, x := range idx {
+		v[i] = float32(x) // exact below 2^24
+	}
+	return s.op("to_long", []*Tensor{s.FromFloat32(v, []int64{int64(len(v))}, device)}, nil, nil)
+}
+
 // ToDeviceOf copies a to the device that holds like.
 func (s *Scope) ToDeviceOf(a, like *Tensor) *Tensor {
 	return s.op("to_device_of", []*Tensor{a, like}, nil, nil)

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -31,6 +32,15 @@ var commands = map[string]command{
 
 func main() {
 	passiveOpenMP()
+	if path := os.Getenv("CAVFORGE_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			code := dispatch(os.Args[1:])
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(dispatch(os.Args[1:]))
 }
 

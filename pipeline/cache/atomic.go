@@ -6,13 +6,14 @@ import (
 )
 
 // testHookBeforeRename, when set by a test, runs after the temp file is
-// complete and synced and before it is renamed into place.
+// complete and before it is renamed into place.
 var testHookBeforeRename func()
 
-// writeFileAtomic writes data to a hidden temp file in path's directory, syncs
-// it and renames it over path, then syncs the directory. A crash at any point
-// leaves either the previous entry or the new one, plus perhaps a stray temp
-// file that Get never opens.
+// writeFileAtomic writes data to a hidden temp file in path's directory and
+// renames it over path. A killed process leaves either the previous entry or
+// the new one, plus perhaps a stray temp file that Get never opens. There is
+// no fsync: entries are hundreds of megabytes per run, and one that a power
+// loss damages fails its checksum and is recomputed.
 func writeFileAtomic(path string, data []byte) (err error) {
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
@@ -31,21 +32,11 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err = f.Chmod(0o644); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
 	if err = f.Close(); err != nil {
 		return err
 	}
 	if testHookBeforeRename != nil {
 		testHookBeforeRename()
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // best effort: the rename is already visible to other processes
-		d.Close()
-	}
-	return nil
+	return os.Rename(f.Name(), path)
 }

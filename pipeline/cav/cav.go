@@ -58,12 +58,34 @@ func Seed(seed int64, concept, random, layer string) uint64 {
 	return binary.LittleEndian.Uint64(h.Sum(nil))
 }
 
+// Examples are one set's activations at one layer, [N, D] on the device, so
+// that the many CAVs fitted from one set do not upload it each time.
+type Examples struct {
+	Set, Layer, Hash string
+	N, D             int
+	rows             *torch.Tensor
+}
+
+// Upload puts activations on the device; Close frees them.
+func Upload(device string, a *activations.Activations) (*Examples, error) {
+	s := torch.NewScope()
+	t := s.Keep(s.FromFloat32(a.Data, []int64{int64(a.N), int64(a.Dim())}, device))
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("upload %s at %s: %w", a.Set, a.Layer, err)
+	}
+	return &Examples{Set: a.Set, Layer: a.Layer, Hash: a.Hash, N: a.N, D: a.Dim(), rows: t}, nil
+}
+
+// Close frees the device copy.
+func (e *Examples) Close() { e.rows.Close() }
+
 // Fit balances the two sets by truncating the larger, splits each class into
 // training and held-out rows (stratified, seeded), fits the classifier on
-// device and reports held-out accuracy.
-func Fit(device string, concept, random *activations.Activations, st Settings, seed uint64) (*CAV, error) {
-	if concept.Dim() != random.Dim() {
-		return nil, fmt.Errorf("cav %s vs %s at %s: %d vs %d features", concept.Set, random.Set, concept.Layer, concept.Dim(), random.Dim())
+// the device and reports held-out accuracy.
+func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
+	name := fmt.Sprintf("cav %s vs %s at %s", concept.Set, random.Set, concept.Layer)
+	if concept.D != random.D {
+		return nil, fmt.Errorf("%s: %d vs %d features", name, concept.D, random.D)
 	}
 	clf, err := ClassifierFor(st)
 	if err != nil {
@@ -72,20 +94,22 @@ func Fit(device string, concept, random *activations.Activations, st Settings, s
 	n := min(concept.N, random.N)
 	nTest := int(math.Round(st.TestFraction * float64(n)))
 	if n-nTest < 1 || nTest < 1 {
-		return nil, fmt.Errorf("cav %s vs %s: %d examples per side are too few for a held-out split of %.2f", concept.Set, random.Set, n, st.TestFraction)
+		return nil, fmt.Errorf("%s: %d examples per side are too few for a held-out split of %.2f", name, n, st.TestFraction)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x63617673))
 	pPerm, nPerm := rng.Perm(n), rng.Perm(n)
-	d := concept.Dim()
-	gather := func(rows []int, from *activations.Activations, dst []float32) []float32 {
-		for _, r := range rows {
-			dst = append(dst, from.Row(r)...)
-		}
-		return dst
-	}
 	nTrain := n - nTest
-	train := gather(nPerm[nTest:], random, gather(pPerm[nTest:], concept, make([]float32, 0, 2*nTrain*d)))
-	test := gather(nPerm[:nTest], random, gather(pPerm[:nTest], concept, make([]float32, 0, 2*nTest*d)))
+	device := concept.rows.Device()
+
+	s := torch.NewScope()
+	defer s.Close()
+	rows := func(pos, neg []int) *torch.Tensor {
+		return s.Cat([]*torch.Tensor{
+			s.IndexSelect(concept.rows, 0, s.Indices(pos, device)),
+			s.IndexSelect(random.rows, 0, s.Indices(neg, device)),
+		}, 0)
+	}
+	x := rows(pPerm[nTest:], nPerm[nTest:])
 	y := make([]float64, 2*nTrain)
 	for i := range y {
 		y[i] = 1
@@ -93,18 +117,13 @@ func Fit(device string, concept, random *activations.Activations, st Settings, s
 			y[i] = -1
 		}
 	}
-
-	s := torch.NewScope()
-	defer s.Close()
-	x := s.FromFloat32(train, []int64{int64(2 * nTrain), int64(d)}, device)
 	w, b := clf.Fit(s, x, y, seed)
-	norm := s.Sqrt(s.Sum(s.Mul(w, w)))
-	unit := s.Div(w, norm)
+	unit := s.Div(w, s.Sqrt(s.Sum(s.Mul(w, w))))
 	// Held-out accuracy: concept rows come first in the test block.
-	xt := s.FromFloat32(test, []int64{int64(2 * nTest), int64(d)}, device)
-	margins := s.Reshape(s.MM(xt, s.Reshape(w, int64(d), 1)), int64(2*nTest))
+	xt := rows(pPerm[:nTest], nPerm[:nTest])
+	margins := s.Reshape(s.MM(xt, s.Reshape(w, int64(concept.D), 1)), int64(2*nTest))
 	if err := s.Err(); err != nil {
-		return nil, fmt.Errorf("cav %s vs %s at %s: %w", concept.Set, random.Set, concept.Layer, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	m, err := margins.Float32s()
 	if err != nil {
@@ -120,8 +139,8 @@ func Fit(device string, concept, random *activations.Activations, st Settings, s
 	if err != nil {
 		return nil, err
 	}
-	if bad := nonFinite(vec); bad {
-		return nil, fmt.Errorf("cav %s vs %s at %s: the classifier found no direction (zero or non-finite weights)", concept.Set, random.Set, concept.Layer)
+	if nonFinite(vec) {
+		return nil, fmt.Errorf("%s: the classifier found no direction (zero or non-finite weights)", name)
 	}
 	return &CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer, Vector: vec,
 		Bias: float64(float32(b)), Correct: correct, Tested: 2 * nTest,

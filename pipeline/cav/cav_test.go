@@ -11,6 +11,25 @@ import (
 
 // gaussian returns n rows of d features drawn around mean.
 func gaussian(name string, n int, mean []float32, sd float64, seed uint64) *activations.Activations {
+	return gaussianRows(name, n, mean, sd, seed)
+}
+
+func fit(t *testing.T, concept, random *activations.Activations, st Settings, seed uint64) (*CAV, error) {
+	t.Helper()
+	c, err := Upload("cpu", concept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := Upload("cpu", random)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	return Fit(c, r, st, seed)
+}
+
+func gaussianRows(name string, n int, mean []float32, sd float64, seed uint64) *activations.Activations {
 	r := rand.New(rand.NewPCG(seed, 7))
 	d := len(mean)
 	a := &activations.Activations{Set: name, Layer: "l", Shape: []int64{int64(d)}, N: n, Data: make([]float32, n*d)}
@@ -34,7 +53,7 @@ func TestSeparableSetsGiveAccurateCAVAlongTheShift(t *testing.T) {
 		t.Run(clf, func(t *testing.T) {
 			concept := gaussian("concept", 60, shifted(d, 6), 1, 1)
 			random := gaussian("random", 80, shifted(d, 0), 1, 2)
-			c, err := Fit("cpu", concept, random, Settings{Classifier: clf, Alpha: 0.01, Epochs: 50, TestFraction: 0.33}, 9)
+			c, err := fit(t, concept, random, Settings{Classifier: clf, Alpha: 0.01, Epochs: 50, TestFraction: 0.33}, 9)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +82,7 @@ func TestRandomVersusRandomIsNearChance(t *testing.T) {
 	for i := uint64(0); i < trials; i++ {
 		a := gaussian("a", 60, shifted(d, 0), 1, 10+i)
 		b := gaussian("b", 60, shifted(d, 0), 1, 20+i)
-		c, err := Fit("cpu", a, b, Settings{Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33}, i)
+		c, err := fit(t, a, b, Settings{Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33}, i)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +217,7 @@ func TestSeedDependsOnWhatTheCAVIsOf(t *testing.T) {
 func TestFitRejectsTooFewExamples(t *testing.T) {
 	a := gaussian("a", 1, make([]float32, 3), 1, 1)
 	b := gaussian("b", 5, make([]float32, 3), 1, 2)
-	if _, err := Fit("cpu", a, b, Settings{Classifier: "mean-diff", TestFraction: 0.33}, 0); err == nil {
+	if _, err := fit(t, a, b, Settings{Classifier: "mean-diff", TestFraction: 0.33}, 0); err == nil {
 		t.Fatal("want an error for one example per side")
 	}
 }

@@ -108,11 +108,37 @@ func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Set
 				Accuracy: float64(correct) / float64(tested)}, nil
 		}
 	}
-	c, err := cav.Fit(e.device, concept, random, st, seed)
+	ce, err := e.examples(concept)
+	if err != nil {
+		return nil, err
+	}
+	re, err := e.examples(random)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cav.Fit(ce, re, st, seed)
 	if err != nil {
 		return nil, err
 	}
 	// Counts, not the ratio: they survive float32 storage exactly.
 	data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Correct), float32(c.Tested))
 	return c, e.cache.Put(key, []int64{int64(len(data))}, data)
+}
+
+// examples returns a's device copy, uploading it on first use; the run frees
+// them all at its end.
+func (e *experiment) examples(a *activations.Activations) (*cav.Examples, error) {
+	key := a.Hash + "\x00" + a.Layer
+	if x, ok := e.onDevice[key]; ok {
+		return x, nil
+	}
+	x, err := cav.Upload(e.device, a)
+	if err != nil {
+		return nil, err
+	}
+	if e.onDevice == nil {
+		e.onDevice = map[string]*cav.Examples{}
+	}
+	e.onDevice[key] = x
+	return x, nil
 }
