@@ -143,14 +143,7 @@ func render(runDir string, r *Results) error {
 	}
 
 	for _, f := range r.Facets {
-		sec := facetSection{Target: f.Target, Facet: f.Facet}
-		for _, p := range f.Clean {
-			sec.Clean = append(sec.Clean, embedFile(runDir, p))
-		}
-		for _, p := range f.Attacked {
-			sec.Attacked = append(sec.Attacked, embedFile(runDir, p))
-		}
-		pg.Facets = append(pg.Facets, sec)
+		pg.Facets = append(pg.Facets, facetSectionOf(runDir, f))
 	}
 
 	err = atomicfile.WriteWith(filepath.Join(runDir, HTMLFile), func(w io.Writer) error { return writePage(w, pg) })

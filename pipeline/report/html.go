@@ -67,8 +67,16 @@ type attackRow struct {
 }
 
 type facetSection struct {
-	Target, Facet   string
-	Clean, Attacked []embeddedImage
+	Target, Facet, Layers string
+	Strengths             []string
+	Clean, Attacked       []facetCell
+	AttackImages, Cosine  string
+}
+
+// facetCell is one render and what it shows.
+type facetCell struct {
+	Image embeddedImage
+	Note  string
 }
 
 // embeddedImage is a run-relative image as a data URI, or why it is not.
@@ -233,4 +241,32 @@ func writePage(w io.Writer, p *page) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// facetSectionOf lays a facet entry out as a table: one column per
+// strength, a row for the clean and one for the attacked facet.
+func facetSectionOf(runDir string, f FacetEntry) facetSection {
+	sec := facetSection{Target: f.Target, Facet: f.Facet, Layers: strings.Join(f.FacetLayers, ", "), AttackImages: f.AttackImages}
+	for _, v := range f.Strengths {
+		sec.Strengths = append(sec.Strengths, fmt.Sprintf("%.3g", v))
+	}
+	var cos []string
+	for _, c := range f.DirectionCosine {
+		cos = append(cos, fmt.Sprintf("%.3f", c))
+	}
+	sec.Cosine = strings.Join(cos, ", ")
+	cells := func(paths []string, proj, target []float64) []facetCell {
+		var out []facetCell
+		for i, p := range paths {
+			c := facetCell{Image: embedFile(runDir, p)}
+			if i < len(proj) && i < len(target) {
+				c.Note = fmt.Sprintf("facet %.3g, target %.3g", proj[i], target[i])
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	sec.Clean = cells(f.Clean, f.CleanProjection, f.CleanTarget)
+	sec.Attacked = cells(f.Attacked, f.AttackedProjection, f.AttackedTarget)
+	return sec
 }

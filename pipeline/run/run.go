@@ -24,6 +24,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
 	"github.com/cavforge/cavforge/pipeline/cache"
+	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
@@ -72,6 +73,7 @@ type experiment struct {
 	sets     map[string]activations.Set
 	extract  *activations.Extractor
 	cache    cache.Cache
+	onDevice map[string]*cav.Examples // activations uploaded for CAV fitting
 	manifest Manifest
 	results  report.Results
 }
@@ -153,6 +155,9 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 
 func (e *experiment) run() error {
 	defer func() {
+		for _, x := range e.onDevice {
+			x.Close()
+		}
 		if e.model != nil {
 			e.model.Close()
 		}
@@ -165,6 +170,7 @@ func (e *experiment) run() error {
 		{"list images", e.listImages},
 		{"tcav", e.tcav},
 		{"attack", e.attacks},
+		{"facets", e.facets},
 	}
 	for _, st := range steps {
 		if err := e.timed(st.name, st.f); err != nil {
