@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cavforge/cavforge/pipeline/nearest"
 )
 
 // A key path names one config value by its YAML keys joined with dots. A list
@@ -94,18 +96,18 @@ func typeAt(key string) (reflect.Type, error) {
 func unknownKey(pos, key, parent string, siblings []string) *Error {
 	seg := key[strings.LastIndex(key, ".")+1:]
 	text := fmt.Sprintf("unknown key %q", key)
-	if s := nearest(seg, siblings); s != "" {
+	if s := closest(seg, siblings); s != "" {
 		text += fmt.Sprintf(" (did you mean %q?)", join(parent, s))
 	}
 	return &Error{Pos: pos, Key: key, text: text}
 }
 
-// nearest returns the candidate closest to s in edit distance, or "" when
+// closest returns the candidate closest to s in edit distance, or "" when
 // none is close enough to be a typo of it.
-func nearest(s string, candidates []string) string {
+func closest(s string, candidates []string) string {
 	best, bestD := "", -1
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), c)
+		d := nearest.Distance(strings.ToLower(s), c)
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
@@ -114,27 +116,6 @@ func nearest(s string, candidates []string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 type field struct {

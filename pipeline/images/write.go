@@ -6,8 +6,8 @@ import (
 	"image"
 	"image/png"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/cavforge/cavforge/pipeline/atomicfile"
 )
 
 // quantize8 is the one rounding rule from [0,1] floats to 8-bit samples:
@@ -53,40 +53,8 @@ func WritePNG8(path string, img Image) error {
 	if err := png.Encode(&buf, m); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes()); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temp file next to path, syncs it and
-// renames it over path.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return withoutPath(err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/nearest"
 )
 
 // Input describes what the model expects: images resized so the shorter side
@@ -67,7 +67,7 @@ func (m *Model) CheckLayers(paths []string) error {
 	for _, p := range paths {
 		if !m.layers[p] {
 			return fmt.Errorf("layer %q is not a module path of %s; nearest: %s",
-				p, m.Path, strings.Join(Nearest(p, m.module.Paths(), 5), ", "))
+				p, m.Path, strings.Join(nearest.Paths(p, m.module.Paths(), 5), ", "))
 		}
 	}
 	return nil
@@ -115,68 +115,6 @@ func Layers(path, device string, chw []int64) ([]int64, []torch.LayerShape, erro
 	return out, layers, nil
 }
 
-// Nearest returns up to n candidates closest to p: those sharing its longest
-// prefix of path segments first, then by edit distance.
-func Nearest(p string, candidates []string, n int) []string {
-	type scored struct {
-		s      string
-		shared int
-		dist   int
-	}
-	var all []scored
-	for _, c := range candidates {
-		all = append(all, scored{c, sharedSegments(p, c), editDistance(p, c)})
-	}
-	sort.SliceStable(all, func(i, j int) bool {
-		if all[i].dist != all[j].dist {
-			return all[i].dist < all[j].dist
-		}
-		return all[i].shared > all[j].shared
-	})
-	var out []string
-	for i := 0; i < len(all) && i < n; i++ {
-		out = append(out, all[i].s)
-	}
-	return out
-}
-
-func sharedSegments(a, b string) int {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	k := 0
-	for k < len(as) && k < len(bs) && as[k] == bs[k] {
-		k++
-	}
-	return k
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-func shapeString(s []int64) string {
-	parts := make([]string, len(s))
-	for i, d := range s {
-		parts[i] = fmt.Sprint(d)
-	}
-	return strings.Join(parts, ",")
-}
-
 // ClassGradients runs a preprocessed batch x and returns, per example, the
 // gradient of the class logit h_k with respect to the activation at layer,
 // ∇_a h_k(a) with a = f_layer(x), and the logits (detached). Examples are
@@ -211,4 +149,12 @@ func (m *Model) Classes() (int, error) {
 		return 0, fmt.Errorf("model %s rejects input 3,%d,%d: %w", m.Path, h, w, err)
 	}
 	return int(out.Shape()[1]), nil
+}
+
+func shapeString(s []int64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, ",")
 }
