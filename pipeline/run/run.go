@@ -78,6 +78,10 @@ type experiment struct {
 	results  report.Results
 }
 
+// PartialPrefix is how the temporary directory of an unfinished run at out
+// begins (it sits beside out); a leftover one is an interrupted run.
+func PartialPrefix(out string) string { return "." + filepath.Base(out) + ".partial-" }
+
 // Run executes cfg and returns the run directory. Nothing is left at the
 // final path unless the run succeeds: it is built in a sibling temporary
 // directory and renamed into place.
@@ -105,8 +109,12 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	tmp, err := os.MkdirTemp(filepath.Dir(out), PartialPrefix(out))
 	if err != nil {
+		return "", err
+	}
+	// MkdirTemp makes it private; a run directory is for the whole group.
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)

@@ -70,7 +70,7 @@ func (s *Sweep) status(t Task) TaskStatus {
 			return st
 		}
 	}
-	if partials, _ := filepath.Glob(filepath.Join(s.Dir, "tasks", "."+fmt.Sprint(i)+partialInfix+"*")); len(partials) > 0 {
+	if partials, _ := filepath.Glob(filepath.Join(s.Dir, "tasks", run.PartialPrefix(fmt.Sprint(i))+"*")); len(partials) > 0 {
 		st.State = Failed
 		st.Detail = fmt.Sprintf("interrupted: the process died before the run finished (left %s)", filepath.Base(partials[0]))
 	}

@@ -25,7 +25,6 @@ import (
 //	N.failed       why the last attempt failed (JSON, see Failure)
 const (
 	lockSuffix    = ".lock"
-	partialInfix  = ".partial-"
 	failedSuffix  = ".failed"
 	lockRetryTime = 2 * time.Second // Status holds a task's lock for microseconds
 )
@@ -110,7 +109,7 @@ func (s *Sweep) MarkFailed(i int, cause error) error {
 // directories and a run directory without results (its results.json removed
 // by hand, say, to run it again). The caller holds the task's lock.
 func (s *Sweep) clean(i int, log *logrus.Logger) error {
-	partials, err := filepath.Glob(filepath.Join(s.Dir, "tasks", "."+fmt.Sprint(i)+partialInfix+"*"))
+	partials, err := filepath.Glob(filepath.Join(s.Dir, "tasks", run.PartialPrefix(fmt.Sprint(i))+"*"))
 	if err != nil {
 		return err
 	}
