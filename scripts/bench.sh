@@ -98,7 +98,7 @@ YAML
   rm -rf "$out"
   "$cavforge" run "$cfg" --out "$out" --force --log-format json 2>/dev/null >/dev/null
   local base
-  base=$("$baseline" --tcav "$model" "$layers" "3,$size,$size" 32 650 50 "$(sed -n 's/.*"device": "\(.*\)".*/\1/p' "$out/manifest.json" | head -n1)")
+  base=$(BENCH_THREADS=$(nproc) "$baseline" --tcav "$model" "$layers" "3,$size,$size" 32 650 50 "$(sed -n 's/.*"device": "\(.*\)".*/\1/p' "$out/manifest.json" | head -n1)")
   python3 - "$out/manifest.json" <<PY
 import json, sys
 st = json.load(open(sys.argv[1]))["stage_seconds"]

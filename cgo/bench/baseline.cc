@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -118,6 +119,10 @@ int tcav(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  // The same intra-op thread count as the cavforge side it is compared with
+  // (libtorch's own default may count physical cores only).
+  if (const char *n = std::getenv("BENCH_THREADS")) at::set_num_threads(std::atoi(n));
+  std::fprintf(stderr, "bench_baseline: %d threads\n", at::get_num_threads());
   if (argc > 1 && std::string(argv[1]) == "--tcav") {
     try {
       return tcav(argc, argv);

@@ -116,7 +116,7 @@ func benchGo(m *model.Model, layer string, chw []int64, batch int, seconds float
 
 func benchBaseline(bin, modelPath, layer, input string, batch, iters int, device string) (float64, error) {
 	cmd := exec.Command(bin, modelPath, layer, input, strconv.Itoa(batch), strconv.Itoa(iters), device)
-	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), fmt.Sprintf("BENCH_THREADS=%d", torch.NumThreads()))
 	out, err := cmd.Output()
 	if err != nil {
 		return 0, fmt.Errorf("baseline %s: %w", bin, err)
