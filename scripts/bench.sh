@@ -11,6 +11,9 @@
 #                                   one-time GoogLeNet export
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cavforge runs with passive OpenMP waiting unless told otherwise (see
+# cmd/cavforge/main.go); the C++ loops get the same policy.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 seconds="${BENCH_SECONDS:-5}"
 batches="${BENCH_BATCHES:-1,16,64}"
