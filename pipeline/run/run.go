@@ -261,6 +261,11 @@ func (e *experiment) targets() []string {
 	for _, a := range e.cfg.Attack {
 		out = append(out, a.Target)
 	}
+	for _, f := range e.cfg.Facets {
+		if f.Target.Class != "" {
+			out = append(out, f.Target.Class)
+		}
+	}
 	return out
 }
 
@@ -282,6 +287,9 @@ func (e *experiment) layers() []string {
 	}
 	for _, f := range e.cfg.Facets {
 		add(f.FacetLayers...)
+		if f.Target.Layer != "" {
+			add(f.Target.Layer)
+		}
 	}
 	return out
 }
@@ -298,6 +306,9 @@ func (e *experiment) listImages() error {
 		if a.Toward != "" && a.Toward != "random" {
 			names = append(names, a.Toward)
 		}
+	}
+	for _, f := range cfg.Facets {
+		names = append(names, f.Facet)
 	}
 	for _, n := range names {
 		if _, done := e.sets[n]; done {
