@@ -1,0 +1,104 @@
+package run
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/images"
+)
+
+// writeSet writes n 16×16 PNGs whose channels are drawn by pick.
+func writeSet(t *testing.T, root, name string, n int, seed uint64, pick func(r *rand.Rand, c int) float32) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 11))
+	dir := filepath.Join(root, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		img := images.Image{C: 3, H: 16, W: 16, Pix: make([]float32, 3*16*16)}
+		for c := 0; c < 3; c++ {
+			for j := 0; j < 256; j++ {
+				img.Pix[c*256+j] = pick(r, c)
+			}
+		}
+		if err := images.WritePNG8(filepath.Join(dir, fmt.Sprintf("%03d.png", i)), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testdata/models/planted.pt: feat copies the red channel to feature 0 and
+// the blue one to feature 1; logit 0 = 2·mean(red) + 0.5 and logit 1 =
+// 3·mean(blue) − 0.5. So ∇_feat h_0 is +2/256 on feature 0 and 0 elsewhere,
+// for every image: a reddish concept's CAV has a positive red part and
+// TCAV(reddish → 0) is exactly 1 against every random set; likewise
+// TCAV(bluish → 1). A bluish concept says nothing about class 0: its CAV's
+// red part is noise, so its scores look like random-vs-random ones.
+func TestPlantedModelKnownAnswers(t *testing.T) {
+	root := t.TempDir()
+	uniform := func(r *rand.Rand, c int) float32 { return r.Float32() }
+	tinted := func(channel int) func(r *rand.Rand, c int) float32 {
+		return func(r *rand.Rand, c int) float32 {
+			if c == channel {
+				return 0.6 + 0.4*r.Float32()
+			}
+			return r.Float32()
+		}
+	}
+	writeSet(t, root, "cls", 12, 1, uniform)
+	writeSet(t, root, "reddish", 16, 2, tinted(0))
+	writeSet(t, root, "bluish", 16, 3, tinted(2))
+	for i := 0; i < 8; i++ {
+		writeSet(t, root, fmt.Sprintf("random500_%d", i), 16, uint64(10+i), uniform)
+	}
+	dir := t.TempDir()
+	yaml := `name: planted
+device: cpu
+cache_dir: cache
+model:
+  path: ` + filepath.Join(modelsDir(), "planted.pt") + `
+  input: {size: [16, 16], resize: 16, mean: [0, 0, 0], std: [1, 1, 1]}
+data: {root: ` + root + `, max_images: 16, batch_size: 8}
+tcav:
+  targets: ["0", "1"]
+  class_sets: {"0": cls, "1": cls}
+  concepts: [reddish, bluish]
+  random: {prefix: random500_, count: 8}
+  layers: [feat]
+`
+	path := filepath.Join(dir, "planted.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
+	for _, e := range res.TCAV {
+		t.Logf("%s → %s: mean %.2f, p %.2g, %s, significant %v", e.Concept, e.Target, e.Mean, e.PValue, e.Direction, e.Significant)
+		related := (e.Concept == "reddish") == (e.Target == "0")
+		if related {
+			for i, s := range e.Scores {
+				if s != 1 {
+					t.Errorf("%s → %s: score %g against %s, want exactly 1", e.Concept, e.Target, s, e.RandomSets[i])
+				}
+			}
+			if !e.Significant || e.Direction != "above" {
+				t.Errorf("%s → %s not significant above", e.Concept, e.Target)
+			}
+		} else if e.Significant && e.Direction == "above" {
+			t.Errorf("%s → %s called important", e.Concept, e.Target)
+		}
+	}
+}
+
+func modelsDir() string {
+	p, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "models"))
+	return p
+}
