@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
 // command is one subcommand: its usage line and what it does with its args.
@@ -111,4 +113,12 @@ func newLogger(format string) *logrus.Logger {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBars draws on stderr when it is a terminal.
+func progressBars() *progress.Bars {
+	if !isTerminal(os.Stderr) {
+		return nil
+	}
+	return &progress.Bars{W: os.Stderr}
 }

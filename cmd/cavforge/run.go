@@ -42,7 +42,8 @@ func runRun(args []string) error {
 		return err
 	}
 	log := newLogger(*logFormat)
-	dir, err := run.Run(cfg, run.Options{Out: *out, Force: *force, Log: log, Version: Version, Commit: Commit()})
+	dir, err := run.Run(cfg, run.Options{Out: *out, Force: *force, Log: log, Version: Version, Commit: Commit(),
+		Progress: progressBars()})
 	if err != nil {
 		return err
 	}

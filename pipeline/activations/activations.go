@@ -13,6 +13,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
 // Set is a named list of image files: a concept, a random set, or the
@@ -53,8 +54,9 @@ type Extractor struct {
 	SkipBad   bool
 	Cast      torch.Autocast
 	Log       *logrus.Logger
-	Force     bool // recompute and overwrite cached values
-	Hits      int  // values read from the cache
+	Force     bool           // recompute and overwrite cached values
+	Progress  *progress.Bars // may be nil
+	Hits      int            // values read from the cache
 }
 
 // Extract returns the activations of set at each layer, computing the ones
@@ -144,11 +146,14 @@ func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch
 		res[i] = &Activations{Set: set.Name, Hash: set.Hash, Layer: l}
 	}
 	bs := max(e.BatchSize, 1)
+	bar := e.Progress.New("images of "+set.Name, len(imgs))
+	defer bar.Done()
 	for start := 0; start < len(imgs); start += bs {
 		batch := imgs[start:min(start+bs, len(imgs))]
 		if err := e.batch(set, batch, layers, res, pass); err != nil {
 			return nil, err
 		}
+		bar.Add(len(batch))
 	}
 	return res, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
 // Budget is one perturbation budget and how to spend it.
@@ -15,7 +16,8 @@ type Budget struct {
 	Step        float64
 	Steps       int
 	RandomStart bool
-	Momentum    float64 // 0: plain PGD
+	Momentum    float64       // 0: plain PGD
+	Progress    *progress.Bar // may be nil
 }
 
 // Result is a perturbed concept set.
@@ -42,7 +44,9 @@ func Perturb(m *model.Model, x0 []float32, shape []int64, layer string, obj Obje
 	}
 	var mom *torch.Tensor
 	res := &Result{}
+	defer b.Progress.Done()
 	for step := 0; step < b.Steps && b.Eps > 0; step++ {
+		b.Progress.Add(1)
 		s := torch.NewScope()
 		loss, grad := lossAndGrad(s, m, layer, obj, s.Add(orig, delta), batch)
 		if err := s.Err(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
 // Network is what rendering needs of a model; *model.Model is one.
@@ -34,6 +35,7 @@ type Settings struct {
 	// are resized to it. Zero leaves them as they are.
 	InputSize [2]int
 	Cast      torch.Autocast
+	Progress  *progress.Bar // may be nil
 }
 
 // Result is a rendered batch.
@@ -69,7 +71,9 @@ func Render(net Network, p Param, obj Objective, st Settings) (*Result, error) {
 
 	layers := obj.Layers()
 	res := &Result{Trace: make([]float64, 0, st.Steps)}
+	defer st.Progress.Done()
 	for step := range st.Steps {
+		st.Progress.Add(1)
 		v, err := renderStep(net, p, obj, layers, st, step)
 		if err != nil {
 			return nil, fmt.Errorf("render step %d: %w", step, err)

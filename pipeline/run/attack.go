@@ -99,7 +99,8 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		return err
 	}
 	for _, eps := range a.Eps {
-		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum}
+		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum,
+			Progress: e.opts.Progress.New(fmt.Sprintf("attack %s→%s eps %g", a.Concept, a.Target, eps), a.Steps)}
 		seed := cav.Seed(e.cfg.Seed, "attack:"+a.Concept, a.Target+"/"+a.Goal+"/"+a.Objective, a.Layer) ^ math.Float64bits(eps)
 		res, err := attack.Perturb(e.model, x0, shape, a.Layer, obj, budget, e.cfg.Data.BatchSize, seed)
 		if err != nil {

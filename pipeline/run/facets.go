@@ -196,7 +196,8 @@ func (e *experiment) renderFacet(f config.Facet, target facets.Objective, dirs [
 	defer term.Close()
 	return facets.Render(e.model, p, facets.Sum(target, term), facets.Settings{
 		Steps: f.Steps, LR: f.LR, Seed: seed, Transforms: facets.Standard(),
-		InputSize: e.model.Input.Size, Cast: e.extract.Cast})
+		InputSize: e.model.Input.Size, Cast: e.extract.Cast,
+		Progress: e.opts.Progress.New(fmt.Sprintf("facet %s (%d steps)", f.Facet, f.Steps), f.Steps)})
 }
 
 // attackedSetDir is the run-relative folder of the poisoned facet concept

@@ -28,6 +28,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
 )
 
@@ -38,6 +39,8 @@ type Options struct {
 	Log     *logrus.Logger
 	Version string // cavforge version and commit, for the manifest
 	Commit  string
+	// Progress draws bars for long stages; nil draws none.
+	Progress *progress.Bars
 }
 
 // Manifest is manifest.json: what is needed to reproduce and audit a run.
@@ -250,7 +253,7 @@ func (e *experiment) loadModel() error {
 	spec, _ := json.Marshal(in)
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
 	e.extract = &activations.Extractor{Model: m, Cache: e.cache, BatchSize: cfg.Data.BatchSize,
-		SkipBad: cfg.Data.SkipBadImages, Cast: cast, Log: e.log, Force: e.opts.Force,
+		SkipBad: cfg.Data.SkipBadImages, Cast: cast, Log: e.log, Force: e.opts.Force, Progress: e.opts.Progress,
 		ModelKey: cache.Key("model", hash, string(spec), cfg.Precision, deviceKind(dev))}
 	return nil
 }
