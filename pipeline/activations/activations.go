@@ -22,6 +22,10 @@ type Set struct {
 	Name  string
 	Files []string
 	Hash  string // images.ListHash of Files
+	// Preprocessed images are already at the model's input size (perturbed
+	// concept images the attack wrote): they are not resized or cropped
+	// again, which would zoom them.
+	Preprocessed bool
 }
 
 // Activations holds one value per example and feature: N rows of the
@@ -111,7 +115,7 @@ func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activatio
 }
 
 func (e *Extractor) key(kind string, set Set, layer, extra string) string {
-	return cache.Key(kind+"/v1", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad))
+	return cache.Key(kind+"/v1", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad), fmt.Sprint(set.Preprocessed))
 }
 
 func (e *Extractor) cached(key string, set Set, layer string) (*Activations, bool, error) {
@@ -162,7 +166,13 @@ func (e *Extractor) batch(set Set, batch []images.Image, layers []string, res []
 	pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) error {
 	s := torch.NewScope()
 	defer s.Close()
-	x := e.Model.Normalize(s, e.Model.Pixels(s, batch))
+	var px *torch.Tensor
+	if set.Preprocessed {
+		px = e.Model.InputPixels(s, batch)
+	} else {
+		px = e.Model.Pixels(s, batch)
+	}
+	x := e.Model.Normalize(s, px)
 	outs := pass(s, x)
 	if err := s.Err(); err != nil {
 		return fmt.Errorf("set %s (%s...): %w", set.Name, batch[0].Path, err)

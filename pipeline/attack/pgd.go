@@ -43,6 +43,7 @@ func Perturb(m *model.Model, x0 []float32, shape []int64, layer string, obj Obje
 		delta = project(root, randomStart(root, orig, b, seed), orig, b)
 	}
 	var mom *torch.Tensor
+	defer func() { mom.Close() }()
 	res := &Result{}
 	defer b.Progress.Done()
 	for step := 0; step < b.Steps && b.Eps > 0; step++ {
@@ -68,7 +69,6 @@ func Perturb(m *model.Model, x0 []float32, shape []int64, layer string, obj Obje
 		delta = next
 		s.Close()
 	}
-	mom.Close()
 	final := quantize(root, delta, orig, b)
 	s := torch.NewScope()
 	loss, _ := lossAndGrad(s, m, layer, obj, final, batch)
@@ -111,7 +111,7 @@ func randomStart(s *torch.Scope, orig *torch.Tensor, b Budget, seed uint64) *tor
 	if b.Norm == "linf" {
 		return s.MulScalar(s.AddScalar(s.RandLike(orig, seed), -0.5), 2*b.Eps)
 	}
-	// A random direction at a random radius inside the ball.
+	// A random direction, halfway to the edge of the ball.
 	n := s.RandnLike(orig, seed)
 	n = s.Div(n, s.AddScalar(s.NormDims(n, true, 1, 2, 3), 1e-12))
 	return s.MulScalar(n, b.Eps*0.5)

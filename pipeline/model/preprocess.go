@@ -11,6 +11,23 @@ import (
 // resized and cropped to the input size, values still in [0,1]. Attacks
 // perturb this tensor; Normalize then maps it to what the model expects.
 func (m *Model) Pixels(s *torch.Scope, imgs []images.Image) *torch.Tensor {
+	return m.batch(s, imgs, m.fit)
+}
+
+// InputPixels is Pixels for images already at the input size, taken as they
+// are: resizing and cropping them again would zoom them. Any other size is
+// an error.
+func (m *Model) InputPixels(s *torch.Scope, imgs []images.Image) *torch.Tensor {
+	for _, im := range imgs {
+		if im.H != m.Input.Size[0] || im.W != m.Input.Size[1] {
+			s.Fail(fmt.Errorf("%s is %dx%d, not the model input size %dx%d", im.Path, im.H, im.W, m.Input.Size[0], m.Input.Size[1]))
+			return nil
+		}
+	}
+	return m.batch(s, imgs, func(_ *torch.Scope, x *torch.Tensor, _, _ int64) *torch.Tensor { return x })
+}
+
+func (m *Model) batch(s *torch.Scope, imgs []images.Image, fit func(*torch.Scope, *torch.Tensor, int64, int64) *torch.Tensor) *torch.Tensor {
 	if len(imgs) == 0 {
 		s.Fail(fmt.Errorf("preprocess: empty batch"))
 		return nil
@@ -33,12 +50,12 @@ func (m *Model) Pixels(s *torch.Scope, imgs []images.Image) *torch.Tensor {
 			data = append(data, im.Pix...)
 		}
 		x := s.FromFloat32(data, []int64{int64(len(imgs)), 3, int64(imgs[0].H), int64(imgs[0].W)}, m.Device())
-		return m.fit(s, x, h, w)
+		return fit(s, x, h, w)
 	}
 	parts := make([]*torch.Tensor, len(imgs))
 	for i, im := range imgs {
 		x := s.FromFloat32(im.Pix, []int64{1, 3, int64(im.H), int64(im.W)}, m.Device())
-		parts[i] = m.fit(s, x, h, w)
+		parts[i] = fit(s, x, h, w)
 	}
 	return s.Cat(parts, 0)
 }

@@ -106,8 +106,8 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err != nil {
 			return err
 		}
-		name := fmt.Sprintf("%s-%s-%s-eps%s", a.Concept, a.Target, a.Layer, strconv.FormatFloat(eps, 'g', -1, 64))
-		rel := filepath.Join("attack", name)
+		rel := attackDir(a, eps)
+		name := filepath.Base(rel)
 		written, err := writePerturbed(runDir, rel, imgs, res.Pixels, shape)
 		if err != nil {
 			return err
@@ -124,7 +124,8 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err != nil {
 			return err
 		}
-		back, err := e.extract.Extract(activations.Set{Name: a.Concept, Files: written, Hash: hash}, []string{a.Layer})
+		perturbed := activations.Set{Name: a.Concept, Files: written, Hash: hash, Preprocessed: true}
+		back, err := e.extract.Extract(perturbed, []string{a.Layer})
 		if err != nil {
 			return err
 		}
@@ -136,6 +137,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err != nil {
 			return err
 		}
+		e.release(back[a.Layer]) // each budget's set is judged once
 		advPred, err := attack.Predictions(e.model, res.Pixels, shape, e.cfg.Data.BatchSize)
 		if err != nil {
 			return err
@@ -159,6 +161,12 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		})
 	}
 	return nil
+}
+
+// attackDir is the run-relative folder of an attack's images at one budget.
+func attackDir(a config.Attack, eps float64) string {
+	return filepath.ToSlash(filepath.Join("attack", fmt.Sprintf("%s-%s-%s-eps%s",
+		a.Concept, a.Target, a.Layer, strconv.FormatFloat(eps, 'g', -1, 64))))
 }
 
 func (e *experiment) cavSettings() cav.Settings {
@@ -241,8 +249,13 @@ func writePerturbed(runDir, rel string, imgs []images.Image, px []float32, shape
 	}
 	per := int(shape[1] * shape[2] * shape[3])
 	var out []string
+	seen := map[string]string{}
 	for i, im := range imgs {
 		base := strings.TrimSuffix(filepath.Base(im.Path), filepath.Ext(im.Path)) + ".png"
+		if other, dup := seen[base]; dup {
+			return nil, fmt.Errorf("%s and %s would both be written as %s: rename one", other, im.Path, base)
+		}
+		seen[base] = im.Path
 		path := filepath.Join(dir, base)
 		img := images.Image{Path: path, C: 3, H: int(shape[2]), W: int(shape[3]), Pix: px[i*per : (i+1)*per]}
 		if err := images.WritePNG8(path, img); err != nil {

@@ -79,3 +79,22 @@ func TestPromoteDottedForZebra(t *testing.T) {
 		t.Errorf("after: %+v, want significant above", a.After)
 	}
 }
+
+// When preprocessing resizes and crops, the attack works on the cropped
+// pixels and writes them; judging must read them back as they are. A budget
+// spent on nothing (steps too small to move a pixel level) must then leave
+// the score exactly where it was.
+func TestNoOpAttackKeepsTheScoreWhenPreprocessingCrops(t *testing.T) {
+	cfg := demoConfig(t, "", attackConfig(t,
+		`[{concept: striped, target: zebra, layer: block3, eps: [0.0157], step: 0.00001, steps: 2, random_start: false}]`,
+		"model.input.size=[56,56]", "model.input.resize=72")...)
+	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
+	a := res.Attack[0]
+	if a.Linf != 0 {
+		t.Fatalf("linf %g: the no-op attack moved pixels", a.Linf)
+	}
+	if a.After.Mean != a.Before.Mean || a.After.PValue != a.Before.PValue {
+		t.Fatalf("unperturbed images judged %.3f (p %.3g) after vs %.3f (p %.3g) before",
+			a.After.Mean, a.After.PValue, a.Before.Mean, a.Before.PValue)
+	}
+}

@@ -91,7 +91,7 @@ func (e *experiment) facet(f config.Facet) error {
 		if err != nil {
 			return err
 		}
-		poisoned, err := e.facetDirections(activations.Set{Name: f.Facet, Files: files, Hash: hash}, f.FacetLayers)
+		poisoned, err := e.facetDirections(activations.Set{Name: f.Facet, Files: files, Hash: hash, Preprocessed: true}, f.FacetLayers)
 		if err != nil {
 			return err
 		}
@@ -217,8 +217,7 @@ func (e *experiment) attackedSetDir(f config.Facet) (string, error) {
 		return "", fmt.Errorf("compare_attack: no attack on concept %q", f.Facet)
 	}
 	eps := slices.Max(chosen.Eps)
-	return filepath.ToSlash(filepath.Join("attack", fmt.Sprintf("%s-%s-%s-eps%s",
-		chosen.Concept, chosen.Target, chosen.Layer, strconv.FormatFloat(eps, 'g', -1, 64)))), nil
+	return attackDir(*chosen, eps), nil
 }
 
 // imageSet is the named set, listed and hashed on first use: a facet's

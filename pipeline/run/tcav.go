@@ -125,6 +125,15 @@ func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Set
 	return c, e.cache.Put(key, []int64{int64(len(data))}, data)
 }
 
+// release frees a's device copy now, for sets used once (a perturbed set).
+func (e *experiment) release(a *activations.Activations) {
+	key := a.Hash + "\x00" + a.Layer
+	if x, ok := e.onDevice[key]; ok {
+		x.Close()
+		delete(e.onDevice, key)
+	}
+}
+
 // examples returns a's device copy, uploading it on first use; the run frees
 // them all at its end.
 func (e *experiment) examples(a *activations.Activations) (*cav.Examples, error) {
