@@ -326,7 +326,6 @@ char *cf_cuda_memory(int index, int64_t *allocated, int64_t *reserved, int64_t *
 
 void cf_set_num_threads(int n) { at::set_num_threads(n); }
 int cf_num_threads(void) { return at::get_num_threads(); }
-void cf_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 void cf_tensor_free(cf_tensor t) { delete static_cast<at::Tensor *>(t); }
 

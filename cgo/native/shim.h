@@ -27,7 +27,6 @@ char *cf_cuda_memory(int index, int64_t *allocated, int64_t *reserved,
                      int64_t *peak);
 void cf_set_num_threads(int n);
 int cf_num_threads(void);
-void cf_manual_seed(uint64_t seed);
 
 /* Tensors. */
 void cf_tensor_free(cf_tensor t);

@@ -38,7 +38,7 @@ func cerr(p *C.char) error {
 	}
 	msg := C.GoString(p)
 	C.cf_free(unsafe.Pointer(p))
-	return errors.New(msg)
+	return errors.New(firstLine(msg))
 }
 
 // goString copies and frees a string the shim allocated.

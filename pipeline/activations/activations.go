@@ -58,9 +58,10 @@ type Extractor struct {
 	SkipBad   bool
 	Cast      torch.Autocast
 	Log       *logrus.Logger
-	Force     bool           // recompute and overwrite cached values
-	Progress  *progress.Bars // may be nil
-	Hits      int            // values read from the cache
+	Force     bool            // recompute values cached before this run (once each)
+	Progress  *progress.Bars  // may be nil
+	Hits      int             // values read from the cache
+	fresh     map[string]bool // keys written by this extractor
 }
 
 // Extract returns the activations of set at each layer, computing the ones
@@ -119,7 +120,7 @@ func (e *Extractor) key(kind string, set Set, layer, extra string) string {
 }
 
 func (e *Extractor) cached(key string, set Set, layer string) (*Activations, bool, error) {
-	if e.Force {
+	if e.Force && !e.fresh[key] {
 		return nil, false, nil
 	}
 	shape, data, ok, err := e.Cache.Get(key)
@@ -134,6 +135,10 @@ func (e *Extractor) cached(key string, set Set, layer string) (*Activations, boo
 }
 
 func (e *Extractor) store(key string, a *Activations) error {
+	if e.fresh == nil {
+		e.fresh = map[string]bool{}
+	}
+	e.fresh[key] = true
 	return e.Cache.Put(key, append([]int64{int64(a.N)}, a.Shape...), a.Data)
 }
 

@@ -138,13 +138,14 @@ func (m *Model) ClassGradients(s *torch.Scope, x *torch.Tensor, layer string, cl
 
 // Classes runs one zero image through the model and returns its number of
 // outputs, failing clearly when the model rejects the configured input size
-// or does not return [N, classes].
-func (m *Model) Classes() (int, error) {
+// or does not return [N, classes]. It captures every layer the run will use,
+// so that the module is set up once and never reloaded later in the run.
+func (m *Model) Classes(layers []string) (int, error) {
 	s := torch.NewScope()
 	defer s.Close()
 	h, w := int64(m.Input.Size[0]), int64(m.Input.Size[1])
 	x := s.FromFloat32(make([]float32, 3*h*w), []int64{1, 3, h, w}, m.Device())
-	out, _ := m.Forward(s, x, nil, torch.NoGrad, torch.FP32)
+	out, _ := m.Forward(s, x, layers, torch.NoGrad, torch.FP32)
 	if err := s.Err(); err != nil {
 		return 0, fmt.Errorf("model %s rejects input 3,%d,%d: %w", m.Path, h, w, err)
 	}

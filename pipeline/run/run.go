@@ -65,20 +65,21 @@ type Manifest struct {
 
 // experiment is the state one run shares between its stages.
 type experiment struct {
-	cfg      *config.Config
-	opts     Options
-	dir      string // the run directory being written
-	log      *logrus.Logger
-	device   string
-	model    *model.Model
-	labels   []string
-	classes  int
-	sets     map[string]activations.Set
-	extract  *activations.Extractor
-	cache    cache.Cache
-	onDevice map[string]*cav.Examples // activations uploaded for CAV fitting
-	manifest Manifest
-	results  report.Results
+	cfg       *config.Config
+	opts      Options
+	dir       string // the run directory being written
+	log       *logrus.Logger
+	device    string
+	model     *model.Model
+	labels    []string
+	classes   int
+	sets      map[string]activations.Set
+	extract   *activations.Extractor
+	cache     cache.Cache
+	onDevice  map[string]*cav.Examples // activations uploaded for CAV fitting
+	freshCAVs map[string]bool          // CAV cache keys written by this run
+	manifest  Manifest
+	results   report.Results
 }
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
@@ -229,7 +230,7 @@ func (e *experiment) loadModel() error {
 	if err := m.CheckLayers(e.layers()); err != nil {
 		return err
 	}
-	if e.classes, err = m.Classes(); err != nil {
+	if e.classes, err = m.Classes(e.layers()); err != nil {
 		return err
 	}
 	if cfg.Model.Labels != "" {

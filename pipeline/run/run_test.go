@@ -110,17 +110,22 @@ func TestDemoStripedMattersForZebraAndARandomConceptDoesNot(t *testing.T) {
 	}
 }
 
-// Same seed, cold cache then warm cache: byte-identical results.json, and
-// the second run reads every activation, gradient and CAV from the cache.
+// Same seed: a run, a recomputed run (--force) and a run from the warm
+// cache give byte-identical results.json; the last reads every activation,
+// gradient and CAV from the cache.
 func TestSameSeedSameBytesAndSecondRunHitsTheCache(t *testing.T) {
 	cfg := demoConfig(t, "")
 	root := t.TempDir()
 	_, m1 := mustRun(t, cfg, filepath.Join(root, "a"))
+	if _, err := Run(cfg, Options{Out: filepath.Join(root, "forced"), Force: true, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
 	_, m2 := mustRun(t, cfg, filepath.Join(root, "b"))
 	a, _ := os.ReadFile(filepath.Join(root, "a", "results.json"))
+	f, _ := os.ReadFile(filepath.Join(root, "forced", "results.json"))
 	b, _ := os.ReadFile(filepath.Join(root, "b", "results.json"))
-	if !bytes.Equal(a, b) || len(a) == 0 {
-		t.Fatal("results.json differs between two runs with the same seed")
+	if !bytes.Equal(a, f) || !bytes.Equal(a, b) || len(a) == 0 {
+		t.Fatal("results.json differs between runs with the same seed")
 	}
 	// 2 concepts + 6 random sets of activations, 1 gradient set, (2+1)×6 CAVs.
 	want := 8 + 1 + 18

@@ -95,7 +95,7 @@ func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Set
 	seed := cav.Seed(e.cfg.Seed, concept.Set, random.Set, concept.Layer)
 	key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, concept.Hash, random.Hash,
 		fmt.Sprintf("%+v", st), fmt.Sprint(seed))
-	if !e.opts.Force {
+	if !e.opts.Force || e.freshCAVs[key] {
 		_, data, ok, err := e.cache.Get(key)
 		if err != nil {
 			return nil, err
@@ -122,6 +122,10 @@ func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Set
 	}
 	// Counts, not the ratio: they survive float32 storage exactly.
 	data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Correct), float32(c.Tested))
+	if e.freshCAVs == nil {
+		e.freshCAVs = map[string]bool{}
+	}
+	e.freshCAVs[key] = true
 	return c, e.cache.Put(key, []int64{int64(len(data))}, data)
 }
 
