@@ -25,7 +25,7 @@ var commands = map[string]command{
 	"version":  {"cavforge version", runVersion},
 	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
 	"bench":    {benchUsage, runBench},
-	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--force] [--log-format json]", runRun},
+	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format json]", runRun},
 	"report":   {"cavforge report RUN_DIR", runReport},
 	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...]", runValidate},
 	"sweep":    {sweepUsage, runSweep},

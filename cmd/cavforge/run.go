@@ -25,6 +25,7 @@ func runRun(args []string) error {
 	device := fs.String("device", "", "auto|cpu|cuda|cuda:N (overrides the config)")
 	force := fs.Bool("force", false, "recompute cached values")
 	logFormat := fs.String("log-format", "", "text|json")
+	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,facets")
 	var sets setFlags
 	fs.Var(&sets, "set", "key.path=value override (repeatable)")
 	path, rest := splitPositional(args)
@@ -41,9 +42,19 @@ func runRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	var only []string
+	for _, st := range strings.Split(*stages, ",") {
+		switch st = strings.TrimSpace(st); st {
+		case "":
+		case "tcav", "attack", "facets":
+			only = append(only, st)
+		default:
+			return fmt.Errorf("--stages: unknown stage %q (tcav, attack, facets)", st)
+		}
+	}
 	log := newLogger(*logFormat)
 	dir, err := run.Run(cfg, run.Options{Out: *out, Force: *force, Log: log, Version: Version, Commit: Commit(),
-		Progress: progressBars()})
+		Progress: progressBars(), Stages: only})
 	if err != nil {
 		return err
 	}

@@ -121,13 +121,16 @@ func randomStart(s *torch.Scope, orig *torch.Tensor, b Budget, seed uint64) *tor
 // they stand for: 0.0078 is 2/255 (0.00784), not one level.
 const levelSlack = 0.02
 
+// Levels is how many 8-bit levels an L∞ budget allows each pixel to move.
+func Levels(eps float64) int { return int(math.Floor(eps*255 + levelSlack)) }
+
 // quantize returns orig+delta on the 8-bit grid (orig is on it) without
 // leaving the budget: L∞ rounds δ and caps it at ⌊eps·255⌋/255; L2 rounds,
 // then shrinks and truncates toward zero if the rounded norm exceeds eps.
 func quantize(s *torch.Scope, delta, orig *torch.Tensor, b Budget) *torch.Tensor {
 	levels := s.Round(s.MulScalar(delta, 255))
 	if b.Norm == "linf" {
-		k := math.Floor(b.Eps*255 + levelSlack)
+		k := float64(Levels(b.Eps))
 		levels = s.Clamp(levels, -k, k)
 	} else {
 		norm := s.AddScalar(s.NormDims(levels, true, 1, 2, 3), 1e-12)

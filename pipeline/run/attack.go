@@ -99,6 +99,9 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		return err
 	}
 	for _, eps := range a.Eps {
+		if a.Norm == "linf" && attack.Levels(eps) == 0 {
+			e.log.Warnf("attack %s→%s: eps %g is below one 8-bit level (1/255): the written images cannot change", a.Concept, a.Target, eps)
+		}
 		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum,
 			Progress: e.opts.Progress.New(fmt.Sprintf("attack %s→%s eps %g", a.Concept, a.Target, eps), a.Steps)}
 		seed := cav.Seed(e.cfg.Seed, "attack:"+a.Concept, a.Target+"/"+a.Goal+"/"+a.Objective, a.Layer) ^ math.Float64bits(eps)
@@ -215,7 +218,10 @@ func (e *experiment) judge(a config.Attack, concept *activations.Activations, ra
 		l.Baseline = append(l.Baseline, b)
 	}
 	sig := e.cfg.TCAV.Significance
-	entries, err := tcav.Entries(e.device, l, tcav.Significance{Method: stats.Method(sig.Test), Alpha: sig.Alpha})
+	// Corrected as the TCAV stage corrects the same concept, so that the
+	// "before" verdict is the one the TCAV table shows.
+	entries, err := tcav.Entries(e.device, l, tcav.Significance{Method: stats.Method(sig.Test), Alpha: sig.Alpha,
+		Bonferroni: sig.Bonferroni, Tests: max(1, len(e.cfg.TCAV.Concepts))})
 	if err != nil {
 		return report.AttackScore{}, err
 	}

@@ -41,6 +41,8 @@ type Options struct {
 	Commit  string
 	// Progress draws bars for long stages; nil draws none.
 	Progress *progress.Bars
+	// Stages limits the run to some of tcav, attack, facets; empty runs all.
+	Stages []string
 }
 
 // Manifest is manifest.json: what is needed to reproduce and audit a run.
@@ -185,11 +187,32 @@ func (e *experiment) run() error {
 		{"facets", e.facets},
 	}
 	for _, st := range steps {
+		if !e.wants(st.name) {
+			continue
+		}
 		if err := e.timed(st.name, st.f); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// wants reports whether a step runs: the set-up steps always do.
+func (e *experiment) wants(step string) bool {
+	switch step {
+	case "tcav", "attack", "facets":
+	default:
+		return true
+	}
+	if len(e.opts.Stages) == 0 {
+		return true
+	}
+	for _, s := range e.opts.Stages {
+		if s == step {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *experiment) timed(name string, f func() error) error {

@@ -78,6 +78,9 @@ type Significance struct {
 	Method     stats.Method
 	Alpha      float64
 	Bonferroni bool
+	// Tests is how many concepts the Bonferroni correction counts; 0 means
+	// the concepts of the Layer being scored.
+	Tests int
 }
 
 // Entries scores every concept of l and tests it against the random baseline.
@@ -96,7 +99,11 @@ func Entries(device string, l Layer, sig Significance) ([]report.TCAVEntry, erro
 	}
 	threshold := sig.Alpha
 	if sig.Bonferroni {
-		threshold = stats.BonferroniAlpha(sig.Alpha, len(l.Concepts))
+		tests := sig.Tests
+		if tests == 0 {
+			tests = len(l.Concepts)
+		}
+		threshold = stats.BonferroniAlpha(sig.Alpha, tests)
 	}
 	var out []report.TCAVEntry
 	k := len(l.Baseline)
