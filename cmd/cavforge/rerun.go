@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -101,7 +99,7 @@ func rerun(runDir string, o rerunOptions) (*rerunResult, error) {
 	if v := torch.Version(); v != old.Libtorch {
 		warn("libtorch: this build uses %s, the run used %s", v, old.Libtorch)
 	}
-	if h, err := hashFile(cfg.Model.Path); err == nil && h != old.ModelHash {
+	if h, err := run.FileHash(cfg.Model.Path); err == nil && h != old.ModelHash {
 		warn("model: %s has changed since the run (sha256 %s…, manifest %s…)", cfg.Model.Path, short(h), short(old.ModelHash))
 	}
 
@@ -152,19 +150,6 @@ func readRunManifest(dir string) (*run.Manifest, error) {
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, report.ManifestFile), err)
 	}
 	return &m, nil
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func short(h string) string { return h[:min(12, len(h))] }

@@ -269,7 +269,7 @@ func (e *experiment) loadModel() error {
 			return err
 		}
 	}
-	hash, err := fileHash(cfg.Model.Path)
+	hash, err := FileHash(cfg.Model.Path)
 	if err != nil {
 		return err
 	}
@@ -397,7 +397,8 @@ func readLabels(path string) ([]string, error) {
 	return out, nil
 }
 
-func fileHash(path string) (string, error) {
+// FileHash is the SHA-256 of a file, as the manifest records the model.
+func FileHash(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
