@@ -62,6 +62,48 @@ type Extractor struct {
 	Progress  *progress.Bars  // may be nil
 	Hits      int             // values read from the cache
 	fresh     map[string]bool // keys written by this extractor
+	decoding  map[string]chan decoded
+}
+
+type decoded struct {
+	imgs []images.Image
+	err  error
+}
+
+// Prefetch starts decoding set's images in the background when its
+// activations at layers are not all cached, so that decoding overlaps the
+// device work on the set before it.
+func (e *Extractor) Prefetch(set Set, layers []string) {
+	if _, busy := e.decoding[set.Hash]; busy {
+		return
+	}
+	missing := false
+	for _, l := range layers {
+		key := e.key("activations", set, l, "")
+		missing = missing || (e.Force && !e.fresh[key]) || !e.Cache.Has(key)
+	}
+	if !missing {
+		return
+	}
+	if e.decoding == nil {
+		e.decoding = map[string]chan decoded{}
+	}
+	ch := make(chan decoded, 1)
+	e.decoding[set.Hash] = ch
+	go func() {
+		imgs, err := images.LoadSet(set.Files, e.SkipBad, e.Log)
+		ch <- decoded{imgs, err}
+	}()
+}
+
+// load returns set's decoded images, from a prefetch when there is one.
+func (e *Extractor) load(set Set) ([]images.Image, error) {
+	if ch, ok := e.decoding[set.Hash]; ok {
+		delete(e.decoding, set.Hash)
+		d := <-ch
+		return d.imgs, d.err
+	}
+	return images.LoadSet(set.Files, e.SkipBad, e.Log)
 }
 
 // Extract returns the activations of set at each layer, computing the ones
@@ -146,7 +188,7 @@ func (e *Extractor) store(key string, a *Activations) error {
 // tensors pass returns (one per layer) on the host. Each batch's tensors are
 // freed before the next.
 func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) ([]*Activations, error) {
-	imgs, err := images.LoadSet(set.Files, e.SkipBad, e.Log)
+	imgs, err := e.load(set)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,16 @@ func (c Cache) path(key string) (string, error) {
 	return filepath.Join(c.Dir, key[:2], key+".f32"), nil
 }
 
+// Has reports whether an entry for key exists, without reading or checking it.
+func (c Cache) Has(key string) bool {
+	p, err := c.path(key)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(p)
+	return err == nil
+}
+
 // Get returns the entry for key. A missing entry is ok=false with no error;
 // so is a damaged one, which is logged, removed and left to be recomputed.
 func (c Cache) Get(key string) (shape []int64, data []float32, ok bool, err error) {

@@ -21,7 +21,11 @@ func (e *experiment) tcav() error {
 	}
 	acts := map[string]map[string]*activations.Activations{} // set → layer → values
 	err := e.timed("extract activations", func() error {
-		for _, name := range append(append([]string(nil), cfg.Concepts...), cfg.Random.Sets...) {
+		names := append(append([]string(nil), cfg.Concepts...), cfg.Random.Sets...)
+		for i, name := range names {
+			if i+1 < len(names) {
+				e.extract.Prefetch(e.sets[names[i+1]], cfg.Layers)
+			}
 			a, err := e.extract.Extract(e.sets[name], cfg.Layers)
 			if err != nil {
 				return err
