@@ -423,6 +423,12 @@ char *cf_grad(const cf_tensor *outputs, const cf_tensor *grad_outputs, int nout,
 
 namespace {
 const char *kCaptureAttr = "_cavforge_capture";
+// A one-element CPU tensor per captured instance: 1 lets the forward pass
+// go on after the capture, 0 stops it there (aten::_assert_async throws on
+// zero, synchronously since the tensor is on the CPU). Activation passes
+// stop after the last layer they need instead of running the whole model.
+const char *kGoAttr = "_cavforge_go";
+at::Tensor go_flag(bool go) { return go ? torch::ones({1}) : torch::zeros({1}); }
 }
 
 struct cf_module {
@@ -479,17 +485,22 @@ struct cf_module {
     auto why = uncapturable(sub);
     if (!why.empty()) throw std::invalid_argument("layer " + p + " " + why);
     sub.type()->addOrCheckAttribute(kCaptureAttr, c10::OptionalType::create(c10::TensorType::get()));
+    sub.type()->addOrCheckAttribute(kGoAttr, c10::TensorType::get());
     for (const auto &nm : mod.named_modules()) {
       if (nm.value.type().get() == ty) {
         nm.value._ivalue()->setAttr(kCaptureAttr, c10::IValue());
+        nm.value._ivalue()->setAttr(kGoAttr, go_flag(true));
         slots.push_back(nm.value);
       }
     }
     auto &fn = torch::jit::toGraphFunction(sub.get_method("forward").function());
     auto g = fn.graph();
+    torch::jit::WithInsertPoint at_return(g->return_node());
     auto *node = g->create(c10::prim::SetAttr, {g->inputs()[0], g->outputs()[0]}, 0);
     node->s_(c10::attr::name, kCaptureAttr);
-    g->appendNode(node);
+    g->insertNode(node);
+    auto *go = g->insertGetAttr(g->inputs()[0], kGoAttr);
+    g->insert(c10::Symbol::fromQualString("aten::_assert_async"), {go});
     rewritten.insert(ty);
   }
 
@@ -508,6 +519,60 @@ struct cf_module {
 
   void clear_slots() {
     for (auto &m : slots) m._ivalue()->setAttr(kCaptureAttr, c10::IValue());
+  }
+
+  bool all_captured(const std::vector<std::string> &want) {
+    for (const auto &p : want) {
+      if (find(p).attr(kCaptureAttr).isNone()) return false;
+    }
+    return true;
+  }
+
+  // Runs forward, stopped right after `stop` (empty: the whole pass). A
+  // failure after every wanted layer was captured is the stop itself.
+  void run_until(const at::Tensor &x, const std::string &stop, const std::vector<std::string> &want) {
+    ran = true;
+    if (stop.empty()) {
+      mod.forward({x});
+      return;
+    }
+    auto holder = find(stop);
+    holder._ivalue()->setAttr(kGoAttr, go_flag(false));
+    try {
+      mod.forward({x});
+    } catch (...) {
+      holder._ivalue()->setAttr(kGoAttr, go_flag(true));
+      if (!all_captured(want)) throw;
+      return;
+    }
+    holder._ivalue()->setAttr(kGoAttr, go_flag(true));
+  }
+
+  // The wanted layer that finishes last, found once per set of layers by
+  // trying each on one example; "" when none can stop the pass early.
+  std::map<std::string, std::string> last_of;
+  std::string last_layer(const at::Tensor &x, const std::vector<std::string> &want) {
+    std::string key;
+    for (const auto &p : want) key += p + "\n";
+    auto it = last_of.find(key);
+    if (it != last_of.end()) return it->second;
+    std::string last;
+    auto one = x.narrow(0, 0, 1);
+    for (const auto &p : want) {
+      bool ok = false;
+      try {
+        run_until(one, p, want);
+        ok = all_captured(want);
+      } catch (...) {
+      }
+      clear_slots();
+      if (ok) {
+        last = p;
+        break;
+      }
+    }
+    last_of[key] = last;
+    return last;
   }
 };
 
@@ -577,6 +642,36 @@ char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths, int n
   }
   m->clear_slots();
   *output = wrap(out);
+  for (size_t k = 0; k < acts.size(); k++) captured[k] = wrap(acts[k]);
+  CF_CATCH
+}
+
+char *cf_module_capture(cf_module *m, cf_tensor input, const char **paths, int npaths, int mode, int autocast,
+                        cf_tensor *captured) {
+  CF_TRY
+  if (mode == CF_GRAD) throw std::invalid_argument("cf_module_capture runs without gradients");
+  std::lock_guard<std::mutex> lock(m->mu);
+  std::vector<std::string> want(paths, paths + npaths);
+  m->ensure_captured(want);
+  ModeGuard guard(mode, autocast, m->device);
+  at::Tensor x = T(input);
+  if (x.device() != m->device) x = x.to(m->device);
+  try {
+    m->run_until(x, m->last_layer(x, want), want);
+  } catch (...) {
+    m->clear_slots();
+    throw;
+  }
+  std::vector<at::Tensor> acts;
+  for (const auto &p : want) {
+    auto v = m->find(p).attr(kCaptureAttr);
+    if (v.isNone()) {
+      m->clear_slots();
+      throw std::runtime_error("layer " + p + " did not run in this forward pass");
+    }
+    acts.push_back(v.toTensor());
+  }
+  m->clear_slots();
   for (size_t k = 0; k < acts.size(); k++) captured[k] = wrap(acts[k]);
   CF_CATCH
 }

@@ -65,6 +65,11 @@ char *cf_module_paths(cf_module *m, char **paths);
 char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths,
                         int npaths, int mode, int autocast, cf_tensor *output,
                         cf_tensor *captured);
+/* Like cf_module_forward without the model's output, so the pass stops right
+ * after the last of the paths has run (no gradients). */
+char *cf_module_capture(cf_module *m, cf_tensor input, const char **paths,
+                        int npaths, int mode, int autocast,
+                        cf_tensor *captured);
 /* Captures every submodule whose forward returns a tensor, for one input of
  * the given shape, in no-grad mode. Returns lines "path\td0,d1,..."; the
  * model output's shape comes first with path "". */

@@ -115,6 +115,36 @@ func (m *Module) Forward(s *Scope, x *Tensor, paths []string, mode Mode, cast Au
 	return s.own(unsafe.Pointer(out)), acts
 }
 
+// Capture runs the module on x without gradients and returns the outputs of
+// the submodules at paths; the pass stops after the last of them has run.
+// The tensors belong to s.
+func (m *Module) Capture(s *Scope, x *Tensor, paths []string, mode Mode, cast Autocast) []*Tensor {
+	if !s.ready("capture", []*Tensor{x}) {
+		return nil
+	}
+	cpaths := make([]*C.char, len(paths)+1)
+	for i, p := range paths {
+		cpaths[i] = C.CString(p)
+	}
+	defer func() {
+		for _, p := range cpaths {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	caps := make([]C.cf_tensor, len(paths)+1)
+	err := cerr(C.cf_module_capture(m.m, C.cf_tensor(x.p), &cpaths[0], C.int(len(paths)), C.int(mode), C.int(cast), &caps[0]))
+	runtime.KeepAlive(cpaths)
+	if err != nil {
+		s.Fail(err)
+		return nil
+	}
+	acts := make([]*Tensor, len(paths))
+	for i := range paths {
+		acts[i] = s.own(unsafe.Pointer(caps[i]))
+	}
+	return acts
+}
+
 // LayerShape is a capturable submodule and the shape of its output.
 type LayerShape struct {
 	Path  string  `json:"path"`

@@ -126,8 +126,7 @@ func (e *Extractor) Extract(set Set, layers []string) (map[string]*Activations, 
 		return out, nil
 	}
 	fresh, err := e.run(set, missing, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
-		_, acts := e.Model.Forward(s, x, missing, torch.Inference, e.Cast)
-		return acts
+		return e.Model.Capture(s, x, missing, torch.Inference, e.Cast)
 	})
 	if err != nil {
 		return nil, err

@@ -90,6 +90,16 @@ func (m *Model) Forward(s *torch.Scope, x *torch.Tensor, paths []string, mode to
 	return out, acts
 }
 
+// Capture returns the activations at paths for a preprocessed batch,
+// without gradients and without running the model past the last of them.
+func (m *Model) Capture(s *torch.Scope, x *torch.Tensor, paths []string, mode torch.Mode, cast torch.Autocast) []*torch.Tensor {
+	if err := m.CheckLayers(paths); err != nil {
+		s.Fail(err)
+		return nil
+	}
+	return m.module.Capture(s, x, paths, mode, cast)
+}
+
 // Layers loads the file on its own and lists every capturable layer with its
 // output shape for one input of shape chw. The model output's shape is
 // returned too.

@@ -318,3 +318,57 @@ func TestErrorsNameTheProblem(t *testing.T) {
 		t.Errorf("wrong input shape: %v", err)
 	}
 }
+
+// Capture stops the pass after the last wanted layer and still returns
+// exactly what a full forward pass captures, for nested and shared-type
+// layers, in any order of request; a layer that runs later (the head) is
+// never reached, so a head that would fail does not matter.
+func TestCaptureStopsEarlyWithTheSameValues(t *testing.T) {
+	cases := map[string][][]string{
+		"tiny_traced.pt":   {{"block1.conv"}, {"block2.inner.0", "features.1"}, {"block2", "block2.inner.1"}},
+		"tiny_scripted.pt": {{"blocks.0"}, {"gate", "blocks.1"}, {"stem.1", "blocks.0.relu"}},
+	}
+	for file, sets := range cases {
+		t.Run(file, func(t *testing.T) {
+			m := load(t, file)
+			for _, paths := range sets {
+				s := torch.NewScope()
+				x := s.FromFloat32(referenceInput(), refShape, m.Device())
+				_, full := m.Forward(s, x, paths, torch.NoGrad, torch.FP32)
+				pruned := m.Capture(s, x, paths, torch.Inference, torch.FP32)
+				for i := range paths {
+					a, b := read(t, s, full[i]), read(t, s, pruned[i])
+					for j := range a {
+						if a[j] != b[j] {
+							t.Fatalf("%s captured with %v: pruned pass differs at %d", paths[i], paths, j)
+						}
+					}
+				}
+				s.Close()
+			}
+		})
+	}
+}
+
+// tiny_traced's head is a Linear over 8·4·4 features, so an 8×8 input fails
+// there; capturing block2 from such an input works only because the pass
+// stops before the head.
+func TestCaptureNeverRunsTheHead(t *testing.T) {
+	m := load(t, "tiny_traced.pt")
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.FromFloat32(make([]float32, 3*8*8), []int64{1, 3, 8, 8}, m.Device())
+	acts := m.Capture(s, x, []string{"block2"}, torch.Inference, torch.FP32)
+	if err := s.Err(); err != nil {
+		t.Fatalf("capture ran past block2: %v", err)
+	}
+	if shape := acts[0].Shape(); len(shape) != 4 || shape[1] != 8 || shape[2] != 2 {
+		t.Fatalf("block2 shape %v, want [1 8 2 2]", shape)
+	}
+	s2 := torch.NewScope()
+	defer s2.Close()
+	m.Forward(s2, s2.FromFloat32(make([]float32, 3*8*8), []int64{1, 3, 8, 8}, m.Device()), []string{"block2"}, torch.NoGrad, torch.FP32)
+	if s2.Err() == nil {
+		t.Fatal("the full pass accepted an input the head rejects")
+	}
+}
