@@ -45,7 +45,9 @@ pid_alive() {
     [[ -r $f ]] || return 1
     pid=$(<"$f") || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == "$name" ]]
+    [[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == "$name" ]] || return 1
+    # A killed daemon can linger as a zombie until something reaps it.
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
 }
 
 pid_of() { cat "$1" 2>/dev/null || true; }
