@@ -599,6 +599,8 @@ char *cf_module_paths(cf_module *m, char **paths) {
   CF_CATCH
 }
 
+}  // extern "C"
+
 namespace {
 
 at::Tensor run_forward(cf_module *m, const at::Tensor &x) {
@@ -610,39 +612,50 @@ at::Tensor run_forward(cf_module *m, const at::Tensor &x) {
   return out.toTensor();
 }
 
-}  // namespace
-
-char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths, int npaths, int mode, int autocast,
-                        cf_tensor *output, cf_tensor *captured) {
-  CF_TRY
+// with_captures sets the module up for paths, runs pass on the input (on the
+// module's device), then hands out the captured outputs and clears every
+// capture slot, whether the pass succeeded or not.
+template <typename Pass>
+void with_captures(cf_module *m, cf_tensor input, const char **paths, int npaths, int mode, int autocast,
+                   cf_tensor *captured, Pass pass) {
   std::lock_guard<std::mutex> lock(m->mu);
   std::vector<std::string> want(paths, paths + npaths);
   m->ensure_captured(want);
   ModeGuard guard(mode, autocast, m->device);
   at::Tensor x = T(input);
   if (x.device() != m->device) x = x.to(m->device);
-  // Frozen models: without a gradient-requiring input the captured activation
-  // would have no autograd history.
-  if (mode == CF_GRAD && npaths > 0 && !x.requires_grad()) x = x.detach().requires_grad_(true);
-  at::Tensor out;
+  std::vector<at::Tensor> acts;
   try {
-    out = run_forward(m, x);
+    pass(x, want);
+    for (const auto &p : want) {
+      auto v = m->find(p).attr(kCaptureAttr);
+      if (v.isNone()) throw std::runtime_error("layer " + p + " did not run in this forward pass");
+      acts.push_back(v.toTensor());
+    }
   } catch (...) {
     m->clear_slots();
     throw;
   }
-  std::vector<at::Tensor> acts;
-  for (const auto &p : want) {
-    auto v = m->find(p).attr(kCaptureAttr);
-    if (v.isNone()) {
-      m->clear_slots();
-      throw std::runtime_error("layer " + p + " did not run in this forward pass");
-    }
-    acts.push_back(v.toTensor());
-  }
   m->clear_slots();
-  *output = wrap(out);
   for (size_t k = 0; k < acts.size(); k++) captured[k] = wrap(acts[k]);
+}
+
+}  // namespace
+
+extern "C" {
+
+char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths, int npaths, int mode, int autocast,
+                        cf_tensor *output, cf_tensor *captured) {
+  CF_TRY
+  at::Tensor out;
+  with_captures(m, input, paths, npaths, mode, autocast, captured,
+                [&](at::Tensor x, const std::vector<std::string> &want) {
+                  // Frozen models: without a gradient-requiring input the
+                  // captured activation would have no autograd history.
+                  if (mode == CF_GRAD && !want.empty() && !x.requires_grad()) x = x.detach().requires_grad_(true);
+                  out = run_forward(m, x);
+                });
+  *output = wrap(out);
   CF_CATCH
 }
 
@@ -650,29 +663,10 @@ char *cf_module_capture(cf_module *m, cf_tensor input, const char **paths, int n
                         cf_tensor *captured) {
   CF_TRY
   if (mode == CF_GRAD) throw std::invalid_argument("cf_module_capture runs without gradients");
-  std::lock_guard<std::mutex> lock(m->mu);
-  std::vector<std::string> want(paths, paths + npaths);
-  m->ensure_captured(want);
-  ModeGuard guard(mode, autocast, m->device);
-  at::Tensor x = T(input);
-  if (x.device() != m->device) x = x.to(m->device);
-  try {
-    m->run_until(x, m->last_layer(x, want), want);
-  } catch (...) {
-    m->clear_slots();
-    throw;
-  }
-  std::vector<at::Tensor> acts;
-  for (const auto &p : want) {
-    auto v = m->find(p).attr(kCaptureAttr);
-    if (v.isNone()) {
-      m->clear_slots();
-      throw std::runtime_error("layer " + p + " did not run in this forward pass");
-    }
-    acts.push_back(v.toTensor());
-  }
-  m->clear_slots();
-  for (size_t k = 0; k < acts.size(); k++) captured[k] = wrap(acts[k]);
+  with_captures(m, input, paths, npaths, mode, autocast, captured,
+                [&](const at::Tensor &x, const std::vector<std::string> &want) {
+                  m->run_until(x, m->last_layer(x, want), want);
+                });
   CF_CATCH
 }
 

@@ -87,30 +87,12 @@ func (m *Module) Paths() []string { return append([]string(nil), m.paths...) }
 // Forward runs the module on x and captures the outputs of the submodules at
 // paths. The output and the captured tensors belong to s.
 func (m *Module) Forward(s *Scope, x *Tensor, paths []string, mode Mode, cast Autocast) (*Tensor, []*Tensor) {
-	if !s.ready("forward", []*Tensor{x}) {
-		return nil, nil
-	}
-	cpaths := make([]*C.char, len(paths)+1)
-	for i, p := range paths {
-		cpaths[i] = C.CString(p)
-	}
-	defer func() {
-		for _, p := range cpaths {
-			C.free(unsafe.Pointer(p))
-		}
-	}()
-	caps := make([]C.cf_tensor, len(paths)+1)
 	var out C.cf_tensor
-	err := cerr(C.cf_module_forward(m.m, C.cf_tensor(x.p), &cpaths[0], C.int(len(paths)),
-		C.int(mode), C.int(cast), &out, &caps[0]))
-	runtime.KeepAlive(cpaths)
-	if err != nil {
-		s.Fail(err)
+	acts := m.capture(s, "forward", x, paths, func(cpaths **C.char, caps *C.cf_tensor) *C.char {
+		return C.cf_module_forward(m.m, C.cf_tensor(x.p), cpaths, C.int(len(paths)), C.int(mode), C.int(cast), &out, caps)
+	})
+	if acts == nil {
 		return nil, nil
-	}
-	acts := make([]*Tensor, len(paths))
-	for i := range paths {
-		acts[i] = s.own(unsafe.Pointer(caps[i]))
 	}
 	return s.own(unsafe.Pointer(out)), acts
 }
@@ -119,7 +101,15 @@ func (m *Module) Forward(s *Scope, x *Tensor, paths []string, mode Mode, cast Au
 // the submodules at paths; the pass stops after the last of them has run.
 // The tensors belong to s.
 func (m *Module) Capture(s *Scope, x *Tensor, paths []string, mode Mode, cast Autocast) []*Tensor {
-	if !s.ready("capture", []*Tensor{x}) {
+	return m.capture(s, "capture", x, paths, func(cpaths **C.char, caps *C.cf_tensor) *C.char {
+		return C.cf_module_capture(m.m, C.cf_tensor(x.p), cpaths, C.int(len(paths)), C.int(mode), C.int(cast), caps)
+	})
+}
+
+// capture passes paths as C strings to call and takes ownership of the
+// captured tensors it returns; nil on error (recorded in s).
+func (m *Module) capture(s *Scope, name string, x *Tensor, paths []string, call func(**C.char, *C.cf_tensor) *C.char) []*Tensor {
+	if !s.ready(name, []*Tensor{x}) {
 		return nil
 	}
 	cpaths := make([]*C.char, len(paths)+1)
@@ -132,7 +122,7 @@ func (m *Module) Capture(s *Scope, x *Tensor, paths []string, mode Mode, cast Au
 		}
 	}()
 	caps := make([]C.cf_tensor, len(paths)+1)
-	err := cerr(C.cf_module_capture(m.m, C.cf_tensor(x.p), &cpaths[0], C.int(len(paths)), C.int(mode), C.int(cast), &caps[0]))
+	err := cerr(call(&cpaths[0], &caps[0]))
 	runtime.KeepAlive(cpaths)
 	if err != nil {
 		s.Fail(err)
