@@ -11,7 +11,6 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/cache"
-	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
@@ -22,10 +21,6 @@ type Set struct {
 	Name  string
 	Files []string
 	Hash  string // images.ListHash of Files
-	// Preprocessed images are already at the model's input size (perturbed
-	// concept images the attack wrote): they are not resized or cropped
-	// again, which would zoom them.
-	Preprocessed bool
 }
 
 // Activations holds one value per example and feature: N rows of the
@@ -62,19 +57,14 @@ type Extractor struct {
 	Progress  *progress.Bars  // may be nil
 	Hits      int             // values read from the cache
 	fresh     map[string]bool // keys written by this extractor
-	decoding  map[string]chan decoded
+	loading   map[string]*loader
 }
 
-type decoded struct {
-	imgs []images.Image
-	err  error
-}
-
-// Prefetch starts decoding set's images in the background when its
+// Prefetch starts decoding set's first batch in the background when its
 // activations at layers are not all cached, so that decoding overlaps the
 // device work on the set before it.
 func (e *Extractor) Prefetch(set Set, layers []string) {
-	if _, busy := e.decoding[set.Hash]; busy {
+	if _, busy := e.loading[set.Hash]; busy {
 		return
 	}
 	missing := false
@@ -85,25 +75,27 @@ func (e *Extractor) Prefetch(set Set, layers []string) {
 	if !missing {
 		return
 	}
-	if e.decoding == nil {
-		e.decoding = map[string]chan decoded{}
+	if e.loading == nil {
+		e.loading = map[string]*loader{}
 	}
-	ch := make(chan decoded, 1)
-	e.decoding[set.Hash] = ch
-	go func() {
-		imgs, err := images.LoadSet(set.Files, e.SkipBad, e.Log)
-		ch <- decoded{imgs, err}
-	}()
+	e.loading[set.Hash] = e.startLoad(set)
 }
 
-// load returns set's decoded images, from a prefetch when there is one.
-func (e *Extractor) load(set Set) ([]images.Image, error) {
-	if ch, ok := e.decoding[set.Hash]; ok {
-		delete(e.decoding, set.Hash)
-		d := <-ch
-		return d.imgs, d.err
+// Close stops any prefetch still running and frees what it decoded.
+func (e *Extractor) Close() {
+	for h, l := range e.loading {
+		l.stop()
+		delete(e.loading, h)
 	}
-	return images.LoadSet(set.Files, e.SkipBad, e.Log)
+}
+
+// load returns set's batch loader, the prefetched one when there is one.
+func (e *Extractor) load(set Set) *loader {
+	if l, ok := e.loading[set.Hash]; ok {
+		delete(e.loading, set.Hash)
+		return l
+	}
+	return e.startLoad(set)
 }
 
 // Extract returns the activations of set at each layer, computing the ones
@@ -157,7 +149,7 @@ func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activatio
 }
 
 func (e *Extractor) key(kind string, set Set, layer, extra string) string {
-	return cache.Key(kind+"/v1", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad), fmt.Sprint(set.Preprocessed))
+	return cache.Key(kind+"/v2", e.ModelKey, layer, set.Hash, extra, fmt.Sprint(e.SkipBad))
 }
 
 func (e *Extractor) cached(key string, set Set, layer string) (*Activations, bool, error) {
@@ -183,45 +175,51 @@ func (e *Extractor) store(key string, a *Activations) error {
 	return e.Cache.Put(key, append([]int64{int64(a.N)}, a.Shape...), a.Data)
 }
 
-// run decodes the set, feeds it in batches through pass, and gathers the
-// tensors pass returns (one per layer) on the host. Each batch's tensors are
-// freed before the next.
+// run feeds the set batch by batch through pass, and gathers the tensors
+// pass returns (one per layer) on the host. Images are decoded and brought
+// to the input size one batch ahead of the device work; each batch's tensors
+// are freed before the next.
 func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) ([]*Activations, error) {
-	imgs, err := e.load(set)
-	if err != nil {
-		return nil, err
-	}
+	l := e.load(set)
+	defer l.stop()
 	res := make([]*Activations, len(layers))
 	for i, l := range layers {
 		res[i] = &Activations{Set: set.Name, Hash: set.Hash, Layer: l}
 	}
-	bs := max(e.BatchSize, 1)
-	bar := e.Progress.New("images of "+set.Name, len(imgs))
+	bar := e.Progress.New("images of "+set.Name, len(set.Files))
 	defer bar.Done()
-	for start := 0; start < len(imgs); start += bs {
-		batch := imgs[start:min(start+bs, len(imgs))]
-		if err := e.batch(set, batch, layers, res, pass); err != nil {
+	for b := range l.batches {
+		err := b.err
+		if err == nil {
+			err = e.batch(set, b, layers, res, pass)
+		}
+		if err != nil {
 			return nil, err
 		}
-		bar.Add(len(batch))
+		bar.Add(b.tried)
+	}
+	if res[0].N == 0 {
+		return nil, fmt.Errorf("set %s: none of its %d images could be decoded", set.Name, len(set.Files))
 	}
 	return res, nil
 }
 
-func (e *Extractor) batch(set Set, batch []images.Image, layers []string, res []*Activations,
+func (e *Extractor) batch(set Set, b *pixelBatch, layers []string, res []*Activations,
 	pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) error {
 	s := torch.NewScope()
 	defer s.Close()
-	var px *torch.Tensor
-	if set.Preprocessed {
-		px = e.Model.InputPixels(s, batch)
-	} else {
-		px = e.Model.Pixels(s, batch)
+	if len(b.pixels) == 0 {
+		return nil
 	}
-	x := e.Model.Normalize(s, px)
+	parts := make([]*torch.Tensor, len(b.pixels))
+	for i, p := range b.pixels {
+		parts[i] = s.Take(p)
+	}
+	b.pixels = nil
+	x := e.Model.Normalize(s, s.Cat(parts, 0))
 	outs := pass(s, x)
 	if err := s.Err(); err != nil {
-		return fmt.Errorf("set %s (%s...): %w", set.Name, batch[0].Path, err)
+		return fmt.Errorf("set %s (%s...): %w", set.Name, b.files[0], err)
 	}
 	for i, t := range outs {
 		v, err := t.Float32s()
@@ -229,9 +227,9 @@ func (e *Extractor) batch(set Set, batch []images.Image, layers []string, res []
 			return err
 		}
 		if bad := firstNonFinite(v); bad >= 0 {
-			d := len(v) / len(batch)
+			d := len(v) / len(b.files)
 			return fmt.Errorf("set %s, layer %s: NaN or Inf in the values for image %s",
-				set.Name, layers[i], batch[bad/d].Path)
+				set.Name, layers[i], b.files[bad/d])
 		}
 		shape := t.Shape()
 		if res[i].Shape == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 )
 
@@ -28,12 +29,12 @@ func TestMemoryFlatOver1000Steps(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	m := demoModel(t)
 	defer m.Close()
-	x0, shape := gridImages(4, 5)
+	x0 := gridImages(4, 5)
 	obj := collisionTo(t, 0.5)
 	defer obj.Close()
 	base := torch.LiveTensors()
 	run := func(steps int) {
-		if _, err := Perturb(m, x0, shape, "block3", obj, Budget{Norm: "linf", Eps: 0.03, Step: 0.002, Steps: steps, RandomStart: true}, 8, 1); err != nil {
+		if _, err := Perturb(m, x0, "block3", obj, Budget{Norm: "linf", Eps: 0.03, Step: 0.002, Steps: steps, RandomStart: true}, 8, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +74,7 @@ func BenchmarkPGD(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer m.Close()
-			x0, shape := randomPixels(c.n, c.size)
+			x0 := randomPixels(c.n, c.size)
 			acts := activationSize(b, m, c.layer, c.size)
 			obj, err := NewSurrogate("cpu", make1s(4*acts), 4, make([]float32, acts), 10, false)
 			if err != nil {
@@ -84,7 +85,7 @@ func BenchmarkPGD(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
-				if _, err := Perturb(m, x0, shape, c.layer, obj, Budget{Norm: "linf", Eps: 0.03, Step: 0.004, Steps: steps}, c.n, uint64(i)); err != nil {
+				if _, err := Perturb(m, x0, c.layer, obj, Budget{Norm: "linf", Eps: 0.03, Step: 0.004, Steps: steps}, c.n, uint64(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -93,12 +94,16 @@ func BenchmarkPGD(b *testing.B) {
 	}
 }
 
-func randomPixels(n, size int) ([]float32, []int64) {
-	px := make([]float32, n*3*size*size)
-	for i := range px {
-		px[i] = float32((i*7919)%256) / 255
+func randomPixels(n, size int) []images.Image {
+	var out []images.Image
+	for k := range n {
+		px := make([]float32, 3*size*size)
+		for i := range px {
+			px[i] = float32(((k*len(px)+i)*7919)%256) / 255
+		}
+		out = append(out, images.Image{C: 3, H: size, W: size, Pix: px})
 	}
-	return px, []int64{int64(n), 3, int64(size), int64(size)}
+	return out
 }
 
 // activationSize is the number of features of one image at layer.

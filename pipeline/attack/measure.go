@@ -18,38 +18,42 @@ type Size struct {
 // MaxPSNR stands for an unchanged image (infinite PSNR).
 const MaxPSNR = 100.0
 
-// Measure compares perturbed pixels with the originals, image by image.
-func Measure(orig, adv []float32, n int) Size {
+// Measure compares perturbed images with the originals, each at its own
+// size.
+func Measure(orig, adv []images.Image) Size {
 	var s Size
-	per := len(orig) / n
-	for i := 0; i < n; i++ {
-		sq, mx := 0.0, 0.0
-		for j := i * per; j < (i+1)*per; j++ {
-			d := math.Abs(float64(adv[j]) - float64(orig[j]))
-			sq += d * d
-			mx = math.Max(mx, d)
-		}
-		s.Linf = math.Max(s.Linf, mx)
-		s.L2Mean += math.Sqrt(sq) / float64(n)
-		psnr := MaxPSNR
-		if mse := sq / float64(per); mse > 0 {
-			psnr = math.Min(MaxPSNR, 10*math.Log10(1/mse))
-		}
-		s.PSNRMean += psnr / float64(n)
+	n := float64(len(orig))
+	for i := range orig {
+		d := Compare(orig[i].Floats(), adv[i].Floats())
+		s.Linf = math.Max(s.Linf, d.Linf)
+		s.L2Mean += d.L2Mean / n
+		s.PSNRMean += d.PSNRMean / n
 	}
 	return s
 }
 
-// Predictions are the model's top classes for pixels [n,3,H,W] in [0,1].
-func Predictions(m *model.Model, pixels []float32, shape []int64, batch int) ([]int, error) {
+// Compare is the Size of one perturbed image against its original.
+func Compare(orig, adv []float32) Size {
+	sq, mx := 0.0, 0.0
+	for j := range orig {
+		d := math.Abs(float64(adv[j]) - float64(orig[j]))
+		sq += d * d
+		mx = math.Max(mx, d)
+	}
+	psnr := MaxPSNR
+	if mse := sq / float64(len(orig)); mse > 0 {
+		psnr = math.Min(MaxPSNR, 10*math.Log10(1/mse))
+	}
+	return Size{Linf: mx, L2Mean: math.Sqrt(sq), PSNRMean: psnr}
+}
+
+// Predictions are the model's top classes for images at any size, through
+// the configured preprocessing.
+func Predictions(m *model.Model, imgs []images.Image, batch int) ([]int, error) {
 	var out []int
-	per := int(shape[1] * shape[2] * shape[3])
-	n := int(shape[0])
-	batch = max(batch, 1)
-	for start := 0; start < n; start += batch {
-		size := min(batch, n-start)
+	for _, g := range batches(len(imgs), batch) {
 		s := torch.NewScope()
-		x := s.FromFloat32(pixels[start*per:(start+size)*per], append([]int64{int64(size)}, shape[1:]...), m.Device())
+		x := m.Pixels(s, imgs[g[0]:g[len(g)-1]+1])
 		logits, _ := m.Forward(s, m.Normalize(s, x), nil, torch.Inference, torch.FP32)
 		top := s.ToFloat(s.Argmax(logits, 1))
 		v, err := top.Float32s()
@@ -67,10 +71,32 @@ func Predictions(m *model.Model, pixels []float32, shape []int64, batch int) ([]
 	return out, nil
 }
 
-// Grid lays out up to k images as rows of original | perturbed | difference
-// (magnified 10×, centered on grey).
-func Grid(orig, adv []float32, n, h, w, k int) images.Image {
-	k = min(k, n)
+// Grid lays out up to k images, as the model sees them, as rows of
+// original | perturbed | difference (magnified 10×, centered on grey).
+func Grid(m *model.Model, orig, adv []images.Image, k int) (images.Image, error) {
+	k = min(k, len(orig))
+	o, err := inputPixels(m, orig[:k])
+	if err != nil {
+		return images.Image{}, err
+	}
+	a, err := inputPixels(m, adv[:k])
+	if err != nil {
+		return images.Image{}, err
+	}
+	return grid(o, a, k, m.Input.Size[0], m.Input.Size[1]), nil
+}
+
+func inputPixels(m *model.Model, imgs []images.Image) ([]float32, error) {
+	s := torch.NewScope()
+	defer s.Close()
+	x := m.Pixels(s, imgs)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return x.Float32s()
+}
+
+func grid(orig, adv []float32, k, h, w int) images.Image {
 	gw, gh := 3*w, k*h
 	pix := make([]float32, 3*gh*gw)
 	per := 3 * h * w

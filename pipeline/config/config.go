@@ -62,12 +62,14 @@ type Model struct {
 type Input struct {
 	// Size is the model input's [height, width]. Default: [224, 224].
 	Size [2]int `yaml:"size"`
-	// Resize is the length the shorter image side is scaled to before the
-	// crop. Default: 256.
+	// Resize is the length the shorter image side is scaled to before a
+	// center crop; it needs crop: center. Default: 0 (unset: images are
+	// scaled straight to Size, as the reference TCAV does, and an image
+	// already at Size reaches the model unchanged).
 	Resize int `yaml:"resize"`
 	// Crop is center (scale the shorter side to Resize, then cut Size out of
-	// the middle) or none (scale the whole image to Size; Resize is unused).
-	// Default: center.
+	// the middle; needs Resize) or none (scale the whole image to Size).
+	// Default: none.
 	Crop string `yaml:"crop"`
 	// Mean and Std normalize each RGB channel after scaling pixels to
 	// PixelRange: (x - mean) / std. Default: ImageNet's
@@ -280,8 +282,7 @@ func Default() *Config {
 		CacheDir:  ".cavforge-cache",
 		Model: Model{Input: Input{
 			Size:       [2]int{224, 224},
-			Resize:     256,
-			Crop:       CropCenter,
+			Crop:       CropNone,
 			Mean:       [3]float64{0.485, 0.456, 0.406},
 			Std:        [3]float64{0.229, 0.224, 0.225},
 			PixelRange: [2]float64{0, 1},

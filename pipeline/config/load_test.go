@@ -35,7 +35,7 @@ func TestOverrides(t *testing.T) {
 			func(c *Config) (any, any) { return c.Attack[0].Goal, "promote" }},
 		{"mapping missing in file", []string{"tcav.cav.alpha=0.1"},
 			func(c *Config) (any, any) { return c.TCAV.CAV, CAV{"sgd-hinge", 0.1, 50, 0.33, 0} }},
-		{"element of a default list", []string{"model.input.size.0=300", "model.input.resize=320"},
+		{"element of a default list", []string{"model.input.size.0=300", "model.input.resize=320", "model.input.crop=center"},
 			func(c *Config) (any, any) { return c.Model.Input.Size, [2]int{300, 224} }},
 		{"element of a default attack list", []string{"attack.0.eps.1=0.02"},
 			func(c *Config) (any, any) { return c.Attack[0].Eps, []float64{0.0078, 0.02, 0.0314} }},

@@ -31,7 +31,7 @@ func TestRoundTrip(t *testing.T) {
 				"facets=[{target: {layer: mixed4a, channel: 3}, facet: striped, facet_layers: [a, b]}, {target: 12, facet: dotted, facet_layers: [a]}]"}},
 		{"every field changed", base, []string{
 			"seed=123456789", "device=cuda:1", "precision=bf16", "model.labels=labels.txt",
-			"model.input={size: [299, 300], resize: 342, crop: none, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], pixel_range: [0, 255]}",
+			"model.input={size: [299, 300], resize: 342, crop: center, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], pixel_range: [0, 255]}",
 			"data={root: imgs, max_images: 50, batch_size: 8, skip_bad_images: true}",
 			"tcav.cav={classifier: logistic, alpha: 0.001, epochs: 7, test_fraction: 0.2, lr: 0.01}",
 			"tcav.significance={alpha: 0.01, test: one-sample, bonferroni: false}",

@@ -76,9 +76,17 @@ func (c *Config) validate(v *validator) {
 	in := c.Model.Input
 	v.check(in.Size[0] > 0 && in.Size[1] > 0, "model.input.size", "%v must be two sizes > 0", in.Size)
 	v.oneOf("model.input.crop", in.Crop, CropCenter, CropNone)
-	if in.Crop == CropCenter {
+	switch {
+	case in.Resize < 0:
+		v.check(false, "model.input.resize", "%d must be > 0 (or left out: images are then scaled straight to model.input.size)", in.Resize)
+	case in.Crop == CropCenter && in.Resize == 0:
+		v.check(false, "model.input.crop", "center needs model.input.resize, the shorter side before the crop (e.g. resize: %d for size %v)",
+			int(math.Round(float64(max(in.Size[0], in.Size[1]))/0.875)), in.Size)
+	case in.Crop == CropCenter:
 		v.check(in.Resize >= max(in.Size[0], in.Size[1]), "model.input.resize",
 			"%d is smaller than model.input.size %v: a center crop needs resize >= the larger side", in.Resize, in.Size)
+	case in.Resize > 0:
+		v.check(false, "model.input.resize", "%d is only used with crop: center (set it, or leave resize out to scale images straight to model.input.size)", in.Resize)
 	}
 	for i := range 3 {
 		v.check(finite(in.Mean[i]), "model.input.mean", "%v must be finite", in.Mean)

@@ -41,7 +41,7 @@ func demoDirection(t testing.TB, m *model.Model, concept, layer string) Directio
 	ex := &activations.Extractor{Model: m, ModelKey: "demo", Cache: cache.Cache{Dir: t.TempDir(), Log: log},
 		BatchSize: 32, Log: log}
 	acts := func(set string) *activations.Activations {
-		files, err := images.ListSet(filepath.Join(demoDir, "data"), set)
+		files, err := images.ListSet(filepath.Join(demoDir, "data"), set, false, log)
 		if err != nil {
 			t.Fatal(err)
 		}

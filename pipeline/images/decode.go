@@ -22,10 +22,27 @@ import (
 
 // Image is a decoded image: C=3 channels (RGB), H rows, W columns, values in
 // [0, 1], stored channel-major (Pix[c*H*W + y*W + x]).
+//
+// An image read by DecodeStored from an 8-bit source keeps its samples as
+// bytes instead (Pix8, same layout, value = Pix8/255) and Pix is nil: a
+// camera photo then takes a quarter of the memory until it is resized.
 type Image struct {
 	Path    string
 	C, H, W int
 	Pix     []float32
+	Pix8    []uint8
+}
+
+// Floats returns the samples as floats in [0, 1], converting Pix8 if needed.
+func (im Image) Floats() []float32 {
+	if im.Pix != nil || im.Pix8 == nil {
+		return im.Pix
+	}
+	out := make([]float32, len(im.Pix8))
+	for i, v := range im.Pix8 {
+		out[i] = unit8(v)
+	}
+	return out
 }
 
 // Decode reads a PNG or JPEG file into RGB floats in [0, 1]. 8- and 16-bit,
@@ -37,9 +54,32 @@ type Image struct {
 // The format is taken from the file's magic bytes, so a JPEG named .png still
 // decodes.
 func Decode(path string) (Image, error) {
+	m, err := decodeFile(path)
+	if err != nil {
+		return Image{}, err
+	}
+	return fromImage(path, m), nil
+}
+
+// DecodeStored is Decode that keeps 8-bit sources as bytes (Image.Pix8): the
+// values are the same, the memory a quarter. Sources whose samples are not
+// exactly k/255 (16-bit, transparency composited on white) come back as
+// floats.
+func DecodeStored(path string) (Image, error) {
+	m, err := decodeFile(path)
+	if err != nil {
+		return Image{}, err
+	}
+	if im, ok := bytesOf(path, m); ok {
+		return im, nil
+	}
+	return fromImage(path, m), nil
+}
+
+func decodeFile(path string) (image.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Image{}, fmt.Errorf("decode %s: %w", path, withoutPath(err))
+		return nil, fmt.Errorf("decode %s: %w", path, withoutPath(err))
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
@@ -61,9 +101,94 @@ func Decode(path string) (Image, error) {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = fmt.Errorf("truncated file: %w", err)
 		}
-		return Image{}, fmt.Errorf("decode %s: %w", path, err)
+		return nil, fmt.Errorf("decode %s: %w", path, err)
 	}
-	return fromImage(path, m), nil
+	return m, nil
+}
+
+// Header reads only an image's size, from its header.
+func Header(path string) (w, h int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", path, withoutPath(err))
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	var cfg image.Config
+	switch sniff(br) {
+	case "png":
+		cfg, err = png.DecodeConfig(br)
+	case "jpeg":
+		cfg, err = jpeg.DecodeConfig(br)
+	default:
+		err = errors.New("not a PNG or JPEG file")
+	}
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("truncated file: %w", err)
+		}
+		return 0, 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	return cfg.Width, cfg.Height, nil
+}
+
+// bytesOf converts the 8-bit opaque image kinds to planar RGB bytes.
+func bytesOf(path string, m image.Image) (Image, bool) {
+	bd := m.Bounds()
+	w, h := bd.Dx(), bd.Dy()
+	n := w * h
+	var pix []uint8
+	alloc := func() { pix = make([]uint8, 3*n) }
+	switch m := m.(type) {
+	case *image.Gray:
+		alloc()
+		for y := range h {
+			row := m.Pix[y*m.Stride : y*m.Stride+w]
+			for x, v := range row {
+				i := y*w + x
+				pix[i], pix[n+i], pix[2*n+i] = v, v, v
+			}
+		}
+	case *image.YCbCr:
+		alloc()
+		for y := range h {
+			for x := range w {
+				yi, ci := m.YOffset(bd.Min.X+x, bd.Min.Y+y), m.COffset(bd.Min.X+x, bd.Min.Y+y)
+				r, g, b := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				i := y*w + x
+				pix[i], pix[n+i], pix[2*n+i] = r, g, b
+			}
+		}
+	case *image.RGBA, *image.NRGBA:
+		// Same memory layout; opaque pixels are equal in both.
+		var raw []uint8
+		var stride int
+		if r, ok := m.(*image.RGBA); ok {
+			raw, stride = r.Pix, r.Stride
+		} else {
+			nr := m.(*image.NRGBA)
+			raw, stride = nr.Pix, nr.Stride
+		}
+		for y := range h {
+			row := raw[y*stride : y*stride+4*w]
+			for x := range w {
+				if row[4*x+3] != 255 {
+					return Image{}, false
+				}
+			}
+		}
+		alloc()
+		for y := range h {
+			row := raw[y*stride : y*stride+4*w]
+			for x := range w {
+				i := y*w + x
+				pix[i], pix[n+i], pix[2*n+i] = row[4*x], row[4*x+1], row[4*x+2]
+			}
+		}
+	default:
+		return Image{}, false
+	}
+	return Image{Path: path, C: 3, H: h, W: w, Pix8: pix}, true
 }
 
 var (
@@ -224,6 +349,15 @@ func fromImage(path string, m image.Image) Image {
 // path order; with skipBad it is logged as a warning and left out instead.
 // A nil log means logrus's standard logger.
 func LoadSet(paths []string, skipBad bool, log *logrus.Logger) ([]Image, error) {
+	return loadSet(paths, skipBad, log, Decode)
+}
+
+// LoadStored is LoadSet with DecodeStored.
+func LoadStored(paths []string, skipBad bool, log *logrus.Logger) ([]Image, error) {
+	return loadSet(paths, skipBad, log, DecodeStored)
+}
+
+func loadSet(paths []string, skipBad bool, log *logrus.Logger, decode func(string) (Image, error)) ([]Image, error) {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
@@ -242,7 +376,7 @@ func LoadSet(paths []string, skipBad bool, log *logrus.Logger) ([]Image, error) 
 				if !skipBad && int64(i) > firstBad.Load() {
 					continue
 				}
-				imgs[i], errs[i] = Decode(paths[i])
+				imgs[i], errs[i] = decode(paths[i])
 				if errs[i] != nil && !skipBad {
 					for {
 						cur := firstBad.Load()

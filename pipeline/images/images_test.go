@@ -273,9 +273,13 @@ func TestListSet(t *testing.T) {
 	writeFile(t, filepath.Join(root, "empty", "readme.txt"), []byte("x"))
 	writeFile(t, filepath.Join(root, "afile"), []byte("x"))
 
-	got, err := ListSet(root, "striped")
+	log, hook := logtest.NewNullLogger()
+	got, err := ListSet(root, "striped", false, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w := hook.AllEntries(); len(w) != 1 || !strings.Contains(w[0].Message, "1 files in formats cavforge does not decode") {
+		t.Errorf("want one warning counting d.gif, got %v", w)
 	}
 	want := []string{filepath.Join(set, "a.jpg"), filepath.Join(set, "b.PNG"), filepath.Join(set, "c.JpEg")}
 	if !slices.Equal(got, want) {
@@ -288,10 +292,35 @@ func TestListSet(t *testing.T) {
 		{"afile", "data.root/afile: " + filepath.Join(root, "afile") + " is not a folder"},
 	}
 	for _, tc := range errTests {
-		_, err := ListSet(root, tc.set)
+		_, err := ListSet(root, tc.set, false, nil)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("ListSet(%q) error %v, want %q", tc.set, err, tc.want)
 		}
+	}
+}
+
+func TestListSetDanglingSymlinkIsNotDroppedSilently(t *testing.T) {
+	root := t.TempDir()
+	set := filepath.Join(root, "striped")
+	writeFile(t, filepath.Join(set, "a.png"), []byte("x"))
+	link := filepath.Join(set, "b.png")
+	if err := os.Symlink(filepath.Join(root, "gone.png"), link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ListSet(root, "striped", false, nil)
+	if err == nil || !strings.Contains(err.Error(), link+": dangling symlink to") {
+		t.Fatalf("error %v, want one naming the dangling link %s", err, link)
+	}
+	log, hook := logtest.NewNullLogger()
+	got, err := ListSet(root, "striped", true, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{filepath.Join(set, "a.png")}) {
+		t.Errorf("with skip_bad_images got %v", got)
+	}
+	if w := hook.LastEntry(); w == nil || w.Data["file"] != link {
+		t.Errorf("skipping the link gave no warning naming it: %v", hook.AllEntries())
 	}
 }
 

@@ -15,53 +15,116 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/sirupsen/logrus"
 )
 
-// ListSet returns the image files of root/<set>, sorted by name. Hidden files
-// are skipped: macOS leaves "._name.png" resource forks next to real images,
-// and those are not images.
-func ListSet(root, set string) ([]string, error) {
+// Listing is what a set folder holds, sorted by name within each list.
+type Listing struct {
+	Files []string // PNG and JPEG files
+	// Broken are entries named like PNG or JPEG files that are no readable
+	// file: a dangling symlink, a link to a folder, a device.
+	Broken []string
+	// Unsupported are image files in formats cavforge does not decode.
+	Unsupported []string
+}
+
+// List reads root/<set>. Hidden files are skipped: macOS leaves
+// "._name.png" resource forks next to real images, and those are not images.
+func List(root, set string) (Listing, error) {
 	dir := filepath.Join(root, set)
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("data.root/%s: no such folder %s", set, dir)
+		return Listing{}, fmt.Errorf("data.root/%s: no such folder %s", set, dir)
 	case err != nil:
-		return nil, fmt.Errorf("data.root/%s: %w", set, err)
+		return Listing{}, fmt.Errorf("data.root/%s: %w", set, err)
 	case !fi.IsDir():
-		return nil, fmt.Errorf("data.root/%s: %s is not a folder", set, dir)
+		return Listing{}, fmt.Errorf("data.root/%s: %s is not a folder", set, dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("data.root/%s: %w", set, err)
+		return Listing{}, fmt.Errorf("data.root/%s: %w", set, err)
 	}
-	var files []string
+	var l Listing
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !isImageName(name) {
+		if strings.HasPrefix(name, ".") {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		if e.Type()&fs.ModeSymlink != 0 {
-			fi, err := os.Stat(p)
-			if err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-		} else if !e.Type().IsRegular() {
+		if isUnsupportedImageName(name) {
+			l.Unsupported = append(l.Unsupported, p)
 			continue
 		}
-		files = append(files, p)
+		if !isImageName(name) || e.IsDir() {
+			continue
+		}
+		regular := e.Type().IsRegular()
+		if e.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(p)
+			regular = err == nil && fi.Mode().IsRegular()
+		}
+		if regular {
+			l.Files = append(l.Files, p)
+		} else {
+			l.Broken = append(l.Broken, p)
+		}
 	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("%s: no images (.png, .jpg, .jpeg)", dir)
+	return l, nil
+}
+
+// ListSet returns the PNG and JPEG files of root/<set>, sorted by name. A
+// broken entry is an error naming it, or with skipBad a warning; files in
+// formats cavforge does not decode get one warning with their count. A nil
+// log means logrus's standard logger.
+func ListSet(root, set string, skipBad bool, log *logrus.Logger) ([]string, error) {
+	if log == nil {
+		log = logrus.StandardLogger()
 	}
-	slices.Sort(files)
-	return files, nil
+	l, err := List(root, set)
+	if err != nil {
+		return nil, err
+	}
+	if len(l.Broken) > 0 {
+		if !skipBad {
+			return nil, fmt.Errorf("%s: %s (data.skip_bad_images: true skips it)", l.Broken[0], brokenReason(l.Broken[0]))
+		}
+		for _, p := range l.Broken {
+			log.WithField("file", p).Warnf("skipping %s", brokenReason(p))
+		}
+	}
+	if n := len(l.Unsupported); n > 0 {
+		log.WithField("set", set).Warnf("%d files in formats cavforge does not decode are not used (first: %s); convert them to PNG or JPEG",
+			n, filepath.Base(l.Unsupported[0]))
+	}
+	if len(l.Files) == 0 {
+		return nil, fmt.Errorf("%s: no images (.png, .jpg, .jpeg)", filepath.Join(root, set))
+	}
+	return l.Files, nil
+}
+
+func brokenReason(p string) string {
+	if target, err := os.Readlink(p); err == nil {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Sprintf("dangling symlink to %s", target)
+		}
+		return fmt.Sprintf("symlink to %s, which is not a file", target)
+	}
+	return "not a regular file"
 }
 
 func isImageName(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+func isUnsupportedImageName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif":
 		return true
 	}
 	return false

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
 )
@@ -57,4 +61,39 @@ func WritePNG8(path string, img Image) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// ReencodeJPEG decodes each file and writes it into dir as a JPEG of the
+// given quality (same name stem, .jpg), the way a pipeline that stores
+// images as JPEG would hand them on. It returns the new paths in order.
+func ReencodeJPEG(files []string, dir string, quality int) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		im, err := Decode(f)
+		if err != nil {
+			return nil, err
+		}
+		m := image.NewRGBA(image.Rect(0, 0, im.W, im.H))
+		n := im.H * im.W
+		for i := range n {
+			p := m.Pix[4*i : 4*i+4]
+			for c := range 3 {
+				p[c] = quantize8(im.Pix[c*n+i])
+			}
+			p[3] = 255
+		}
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, m, &jpeg.Options{Quality: quality}); err != nil {
+			return nil, fmt.Errorf("encode %s as JPEG: %w", f, err)
+		}
+		path := filepath.Join(dir, strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))+".jpg")
+		if err := atomicfile.Write(path, buf.Bytes()); err != nil {
+			return nil, err
+		}
+		out = append(out, path)
+	}
+	return out, nil
 }

@@ -52,6 +52,14 @@ func Load(path, device string, in Input) (*Model, error) {
 	return m, nil
 }
 
+// WithInput is the same loaded model seen through other preprocessing. It
+// shares the module: close only the original.
+func (m *Model) WithInput(in Input) *Model {
+	c := *m
+	c.Input = in
+	return &c
+}
+
 // Close frees the model.
 func (m *Model) Close() { m.module.Close() }
 

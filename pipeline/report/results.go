@@ -106,16 +106,18 @@ type AttackEntry struct {
 	ChangedPrediction float64 `json:"changed_prediction"`
 	// Images is the run-relative directory of the perturbed images.
 	Images string `json:"images"`
-	// Transfer is the same judgment with a second CAV classifier, to show
-	// the attack is not specific to the one it was judged with.
-	Transfer *Transfer `json:"transfer,omitempty"`
+	// Transfer is the same judgment where one thing an analyst might do
+	// differently is changed: another CAV classifier, another
+	// preprocessing, a JPEG round trip of the files.
+	Transfer []Transfer `json:"transfer,omitempty"`
 }
 
-// Transfer is an attack's before/after scores under another classifier.
+// Transfer is an attack's before/after scores with one thing changed.
 type Transfer struct {
-	Classifier string      `json:"classifier"`
-	Before     AttackScore `json:"before"`
-	After      AttackScore `json:"after"`
+	Kind    string      `json:"kind"`    // classifier | preprocessing | jpeg
+	Setting string      `json:"setting"` // e.g. "logistic", "no crop", "quality 90"
+	Before  AttackScore `json:"before"`
+	After   AttackScore `json:"after"`
 }
 
 func (a *AttackEntry) key() string {

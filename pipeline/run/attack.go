@@ -8,13 +8,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
 	"github.com/cavforge/cavforge/pipeline/attack"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/report"
 	"github.com/cavforge/cavforge/pipeline/stats"
 	"github.com/cavforge/cavforge/pipeline/tcav"
@@ -84,17 +84,29 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		return err
 	}
 
-	// The concept images as the model sees them, on the 8-bit grid.
+	// Transfer: the analyst's own preprocessing and a JPEG round trip, each
+	// judged before and after.
+	alt, altDesc := e.alternativeInput()
+	altJudge, err := e.transferJudge(a, alt, judge)
+	if err != nil {
+		return err
+	}
+	beforeAlt, err := altJudge(e.sets[a.Concept])
+	if err != nil {
+		return err
+	}
+	beforeJPEG, err := e.judgeJPEG(a, e.sets[a.Concept], judgeActs, grads, settings)
+	if err != nil {
+		return err
+	}
+
+	// The concept files at their own sizes: the attack poisons files.
 	set := e.sets[a.Concept]
-	imgs, err := images.LoadSet(set.Files, e.cfg.Data.SkipBadImages, e.log)
+	imgs, err := images.LoadStored(set.Files, e.cfg.Data.SkipBadImages, e.log)
 	if err != nil {
 		return err
 	}
-	x0, shape, err := e.pixels(imgs)
-	if err != nil {
-		return err
-	}
-	cleanPred, err := attack.Predictions(e.model, x0, shape, e.cfg.Data.BatchSize)
+	cleanPred, err := attack.Predictions(e.model, imgs, e.cfg.Data.BatchSize)
 	if err != nil {
 		return err
 	}
@@ -105,43 +117,62 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum,
 			Progress: e.opts.Progress.New(fmt.Sprintf("attack %s→%s eps %g", a.Concept, a.Target, eps), a.Steps)}
 		seed := cav.Seed(e.cfg.Seed, "attack:"+a.Concept, a.Target+"/"+a.Goal+"/"+a.Objective, a.Layer) ^ math.Float64bits(eps)
-		res, err := attack.Perturb(e.model, x0, shape, a.Layer, obj, budget, e.cfg.Data.BatchSize, seed)
+		res, err := attack.Perturb(e.model, imgs, a.Layer, obj, budget, e.cfg.Data.BatchSize, seed)
 		if err != nil {
 			return err
 		}
 		rel := attackDir(a, eps)
 		name := filepath.Base(rel)
-		written, err := writePerturbed(runDir, rel, imgs, res.Pixels, shape)
+		written, err := attack.WritePoisoned(filepath.Join(runDir, rel), res.Images)
+		if err != nil {
+			return err
+		}
+		// Everything below reads the files, as anyone handed them would.
+		size, err := attack.WriteManifest(filepath.Join(runDir, rel, "poisoned.json"), set.Files, written, eps, a.Norm)
 		if err != nil {
 			return err
 		}
 		if err := writeLosses(filepath.Join(runDir, rel+".losses.csv"), res.Losses); err != nil {
 			return err
 		}
-		grid := attack.Grid(x0, res.Pixels, int(shape[0]), int(shape[2]), int(shape[3]), 4)
+		back, err := images.LoadStored(written, false, e.log)
+		if err != nil {
+			return err
+		}
+		grid, err := attack.Grid(e.model, imgs, back, 4)
+		if err != nil {
+			return err
+		}
 		if err := images.WritePNG8(filepath.Join(runDir, rel+"-grid.png"), grid); err != nil {
 			return err
 		}
-		// Judged from the files, as anyone reading them would see them.
+		advPred, err := attack.Predictions(e.model, back, e.cfg.Data.BatchSize)
+		if err != nil {
+			return err
+		}
 		hash, err := images.ListHash(runDir, written)
 		if err != nil {
 			return err
 		}
-		perturbed := activations.Set{Name: a.Concept, Files: written, Hash: hash, Preprocessed: true}
-		back, err := e.extract.Extract(perturbed, []string{a.Layer})
+		poisoned := activations.Set{Name: a.Concept, Files: written, Hash: hash}
+		acts, err := e.extract.Extract(poisoned, []string{a.Layer})
 		if err != nil {
 			return err
 		}
-		after, err := e.judge(a, back[a.Layer], judgeActs, grads, settings)
+		after, err := e.judge(a, acts[a.Layer], judgeActs, grads, settings)
 		if err != nil {
 			return err
 		}
-		afterOther, err := e.judge(a, back[a.Layer], judgeActs, grads, other)
+		afterOther, err := e.judge(a, acts[a.Layer], judgeActs, grads, other)
 		if err != nil {
 			return err
 		}
-		e.release(back[a.Layer]) // each budget's set is judged once
-		advPred, err := attack.Predictions(e.model, res.Pixels, shape, e.cfg.Data.BatchSize)
+		e.release(acts[a.Layer]) // each budget's set is judged once
+		afterAlt, err := altJudge(poisoned)
+		if err != nil {
+			return err
+		}
+		afterJPEG, err := e.judgeJPEG(a, poisoned, judgeActs, grads, settings)
 		if err != nil {
 			return err
 		}
@@ -151,19 +182,95 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 				changed++
 			}
 		}
-		size := attack.Measure(x0, res.Pixels, int(shape[0]))
-		e.log.WithField("attack", name).Infof("score %.3f → %.3f (p %.2g → %.2g), PSNR %.1f dB, %d/%d predictions changed",
-			before.Mean, after.Mean, before.PValue, after.PValue, size.PSNRMean, changed, len(advPred))
+		e.log.WithField("attack", name).Infof("score %.3f → %.3f (p %.2g → %.2g), PSNR %.1f dB, %d/%d predictions changed; "+
+			"transfer: %s %.3f → %.3f, %s %.3f → %.3f, JPEG q%d %.3f → %.3f",
+			before.Mean, after.Mean, before.PValue, after.PValue, size.PSNRMean, changed, len(advPred),
+			other.Classifier, beforeOther.Mean, afterOther.Mean, altDesc, beforeAlt.Mean, afterAlt.Mean,
+			jpegQuality, beforeJPEG.Mean, afterJPEG.Mean)
 		e.results.Attack = append(e.results.Attack, report.AttackEntry{
 			Concept: a.Concept, Target: a.Target, Layer: a.Layer, Goal: a.Goal, Objective: a.Objective,
 			Eps: eps, Norm: a.Norm, Before: before, After: after,
 			Linf: size.Linf, L2Mean: size.L2Mean, PSNRMean: size.PSNRMean,
 			ChangedPrediction: float64(changed) / float64(len(advPred)),
 			Images:            rel + "/",
-			Transfer:          &report.Transfer{Classifier: other.Classifier, Before: beforeOther, After: afterOther},
+			Transfer: []report.Transfer{
+				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
+				{Kind: "preprocessing", Setting: altDesc, Before: beforeAlt, After: afterAlt},
+				{Kind: "jpeg", Setting: fmt.Sprintf("quality %d", jpegQuality), Before: beforeJPEG, After: afterJPEG},
+			},
 		})
 	}
 	return nil
+}
+
+// jpegQuality is the re-encoding an analyst's pipeline commonly applies.
+const jpegQuality = 90
+
+// alternativeInput is the preprocessing a different analyst would use: no
+// crop when the config crops, otherwise the common 87.5% center crop.
+func (e *experiment) alternativeInput() (model.Input, string) {
+	in := e.model.Input
+	if in.Resize > 0 && in.Crop == config.CropCenter {
+		in.Resize, in.Crop = 0, config.CropNone
+		return in, "no crop"
+	}
+	in.Resize = int(math.Round(float64(max(in.Size[0], in.Size[1])) / 0.875))
+	in.Crop = config.CropCenter
+	return in, fmt.Sprintf("center crop 87.5%% (resize %d)", in.Resize)
+}
+
+// transferJudge returns a judge that sees every set — concept, held-out
+// random sets, class images — through the preprocessing in.
+func (e *experiment) transferJudge(a config.Attack, in model.Input, judge []string) (func(activations.Set) (report.AttackScore, error), error) {
+	ex := e.extractorFor(in)
+	class, err := e.classIndex(a.Target)
+	if err != nil {
+		return nil, err
+	}
+	grads, err := ex.ClassGradients(e.sets[e.classSet(a.Target)], a.Layer, class)
+	if err != nil {
+		return nil, err
+	}
+	randoms := make([]*activations.Activations, len(judge))
+	for i, r := range judge {
+		m, err := ex.Extract(e.sets[r], []string{a.Layer})
+		if err != nil {
+			return nil, err
+		}
+		randoms[i] = m[a.Layer]
+	}
+	return func(set activations.Set) (report.AttackScore, error) {
+		m, err := ex.Extract(set, []string{a.Layer})
+		if err != nil {
+			return report.AttackScore{}, err
+		}
+		defer e.release(m[a.Layer])
+		return e.judge(a, m[a.Layer], randoms, grads, e.cavSettings())
+	}, nil
+}
+
+// judgeJPEG re-encodes set's files as JPEG and judges them.
+func (e *experiment) judgeJPEG(a config.Attack, set activations.Set, randoms []*activations.Activations,
+	grads *activations.Activations, st cav.Settings) (report.AttackScore, error) {
+	dir, err := os.MkdirTemp(e.dir, ".jpeg-")
+	if err != nil {
+		return report.AttackScore{}, err
+	}
+	defer os.RemoveAll(dir)
+	files, err := images.ReencodeJPEG(set.Files, dir, jpegQuality)
+	if err != nil {
+		return report.AttackScore{}, err
+	}
+	hash, err := images.ListHash(dir, files)
+	if err != nil {
+		return report.AttackScore{}, err
+	}
+	m, err := e.extract.Extract(activations.Set{Name: set.Name, Files: files, Hash: hash}, []string{a.Layer})
+	if err != nil {
+		return report.AttackScore{}, err
+	}
+	defer e.release(m[a.Layer])
+	return e.judge(a, m[a.Layer], randoms, grads, st)
 }
 
 // attackDir is the run-relative folder of an attack's images at one budget.
@@ -229,47 +336,6 @@ func (e *experiment) judge(a config.Attack, concept *activations.Activations, ra
 	rm := stats.Mean(x.RandomScores)
 	return report.AttackScore{Mean: x.Mean, Std: x.Std, PValue: x.PValue, Significant: x.Significant,
 		Direction: x.Direction, RandomMean: &rm}, nil
-}
-
-// pixels turns decoded images into the model's input pixels on the 8-bit
-// grid, on the host.
-func (e *experiment) pixels(imgs []images.Image) ([]float32, []int64, error) {
-	s := torch.NewScope()
-	defer s.Close()
-	x := e.model.Pixels(s, imgs)
-	if err := s.Err(); err != nil {
-		return nil, nil, err
-	}
-	px, err := x.Float32s()
-	if err != nil {
-		return nil, nil, err
-	}
-	images.Quantize(px)
-	return px, x.Shape(), nil
-}
-
-func writePerturbed(runDir, rel string, imgs []images.Image, px []float32, shape []int64) ([]string, error) {
-	dir := filepath.Join(runDir, rel)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	per := int(shape[1] * shape[2] * shape[3])
-	var out []string
-	seen := map[string]string{}
-	for i, im := range imgs {
-		base := strings.TrimSuffix(filepath.Base(im.Path), filepath.Ext(im.Path)) + ".png"
-		if other, dup := seen[base]; dup {
-			return nil, fmt.Errorf("%s and %s would both be written as %s: rename one", other, im.Path, base)
-		}
-		seen[base] = im.Path
-		path := filepath.Join(dir, base)
-		img := images.Image{Path: path, C: 3, H: int(shape[2]), W: int(shape[3]), Pix: px[i*per : (i+1)*per]}
-		if err := images.WritePNG8(path, img); err != nil {
-			return nil, err
-		}
-		out = append(out, path)
-	}
-	return out, nil
 }
 
 func writeLosses(path string, losses []float64) error {

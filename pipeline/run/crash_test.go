@@ -72,7 +72,7 @@ cache_dir: %s
 model:
   path: %s
   labels: %s
-  input: {size: [64, 64], resize: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
 data: {root: %s, max_images: 12, batch_size: 8}
 tcav:
   targets: [zebra]

@@ -83,7 +83,7 @@ func (e *experiment) facet(f config.Facet) error {
 		if err != nil {
 			return err
 		}
-		files, err := images.ListSet(e.dir, dir)
+		files, err := images.ListSet(e.dir, dir, false, e.log)
 		if err != nil {
 			return fmt.Errorf("compare_attack: the attack stage left no poisoned %s images at %s: %w", f.Facet, dir, err)
 		}
@@ -91,7 +91,7 @@ func (e *experiment) facet(f config.Facet) error {
 		if err != nil {
 			return err
 		}
-		poisoned, err := e.facetDirections(activations.Set{Name: f.Facet, Files: files, Hash: hash, Preprocessed: true}, f.FacetLayers)
+		poisoned, err := e.facetDirections(activations.Set{Name: f.Facet, Files: files, Hash: hash}, f.FacetLayers)
 		if err != nil {
 			return err
 		}
@@ -218,27 +218,6 @@ func (e *experiment) attackedSetDir(f config.Facet) (string, error) {
 	}
 	eps := slices.Max(chosen.Eps)
 	return attackDir(*chosen, eps), nil
-}
-
-// imageSet is the named set, listed and hashed on first use: a facet's
-// concept need not be one that TCAV or an attack listed.
-func (e *experiment) imageSet(name string) (activations.Set, error) {
-	if s, ok := e.sets[name]; ok {
-		return s, nil
-	}
-	files, err := images.ListSet(e.cfg.Data.Root, name)
-	if err != nil {
-		return activations.Set{}, err
-	}
-	files = images.Choose(files, e.cfg.Data.MaxImages, e.cfg.Seed, name)
-	hash, err := images.ListHash(e.cfg.Data.Root, files)
-	if err != nil {
-		return activations.Set{}, err
-	}
-	s := activations.Set{Name: name, Files: files, Hash: hash}
-	e.sets[name] = s
-	e.manifest.ImageLists[name] = hash
-	return s, nil
 }
 
 func targetName(t config.FacetTarget) string {

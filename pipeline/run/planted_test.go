@@ -62,7 +62,7 @@ device: cpu
 cache_dir: cache
 model:
   path: ` + filepath.Join(modelsDir(), "planted.pt") + `
-  input: {size: [16, 16], resize: 16, mean: [0, 0, 0], std: [1, 1, 1]}
+  input: {size: [16, 16], mean: [0, 0, 0], std: [1, 1, 1]}
 data: {root: ` + root + `, max_images: 16, batch_size: 8}
 tcav:
   targets: ["0", "1"]

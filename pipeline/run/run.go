@@ -26,7 +26,6 @@ import (
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
-	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
@@ -67,21 +66,25 @@ type Manifest struct {
 
 // experiment is the state one run shares between its stages.
 type experiment struct {
-	cfg       *config.Config
-	opts      Options
-	dir       string // the run directory being written
-	log       *logrus.Logger
-	device    string
-	model     *model.Model
-	labels    []string
-	classes   int
-	sets      map[string]activations.Set
-	extract   *activations.Extractor
-	cache     cache.Cache
-	onDevice  map[string]*cav.Examples // activations uploaded for CAV fitting
-	freshCAVs map[string]bool          // CAV cache keys written by this run
-	manifest  Manifest
-	results   report.Results
+	cfg     *config.Config
+	opts    Options
+	dir     string // the run directory being written
+	log     *logrus.Logger
+	device  string
+	model   *model.Model
+	labels  []string
+	classes int
+	sets    map[string]activations.Set
+	effects map[string]string // set → what preprocessing does to it
+	extract *activations.Extractor
+	// extractors are every extractor made, e.extract first, closed at the end.
+	extractors []*activations.Extractor
+	cast       torch.Autocast
+	cache      cache.Cache
+	onDevice   map[string]*cav.Examples // activations uploaded for CAV fitting
+	freshCAVs  map[string]bool          // CAV cache keys written by this run
+	manifest   Manifest
+	results    report.Results
 }
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
@@ -134,7 +137,7 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	log.AddHook(hook)
 	defer removeHook(log, hook)
 
-	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), dir: tmp}
+	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), effects: map[string]string{}, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
 		Stages: map[string]float64{}, ImageLists: map[string]string{}}
@@ -169,6 +172,9 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 
 func (e *experiment) run() error {
 	defer func() {
+		for _, ex := range e.extractors {
+			ex.Close()
+		}
 		for _, x := range e.onDevice {
 			x.Close()
 		}
@@ -274,12 +280,21 @@ func (e *experiment) loadModel() error {
 		return err
 	}
 	e.manifest.ModelHash = hash
-	spec, _ := json.Marshal(in)
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
-	e.extract = &activations.Extractor{Model: m, Cache: e.cache, BatchSize: cfg.Data.BatchSize,
-		SkipBad: cfg.Data.SkipBadImages, Cast: cast, Log: e.log, Force: e.opts.Force, Progress: e.opts.Progress,
-		ModelKey: cache.Key("model", hash, string(spec), cfg.Precision, deviceKind(dev))}
+	e.cast = cast
+	e.extract = e.extractorFor(m.Input)
 	return nil
+}
+
+// extractorFor is the run's extractor for the model seen through in; the
+// preprocessing is part of every cache key.
+func (e *experiment) extractorFor(in model.Input) *activations.Extractor {
+	spec, _ := json.Marshal(in)
+	ex := &activations.Extractor{Model: e.model.WithInput(in), Cache: e.cache, BatchSize: e.cfg.Data.BatchSize,
+		SkipBad: e.cfg.Data.SkipBadImages, Cast: e.cast, Log: e.log, Force: e.opts.Force, Progress: e.opts.Progress,
+		ModelKey: cache.Key("model", e.manifest.ModelHash, string(spec), e.cfg.Precision, deviceKind(e.device))}
+	e.extractors = append(e.extractors, ex)
+	return ex
 }
 
 // targets are every class any stage explains or attacks.
@@ -338,22 +353,11 @@ func (e *experiment) listImages() error {
 		names = append(names, f.Facet)
 	}
 	for _, n := range names {
-		if _, done := e.sets[n]; done {
-			continue
-		}
-		files, err := images.ListSet(cfg.Data.Root, n)
-		if err != nil {
+		if _, err := e.imageSet(n); err != nil {
 			return err
 		}
-		files = images.Choose(files, cfg.Data.MaxImages, cfg.Seed, n)
-		hash, err := images.ListHash(cfg.Data.Root, files)
-		if err != nil {
-			return err
-		}
-		e.sets[n] = activations.Set{Name: n, Files: files, Hash: hash}
-		e.manifest.ImageLists[n] = hash
 	}
-	return nil
+	return e.checkSplits()
 }
 
 func (e *experiment) classSet(target string) string {

@@ -33,7 +33,7 @@ cache_dir: cache
 model:
   path: ` + filepath.Join(demo, "model.pt") + `
   labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], resize: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
 data: {root: ` + dataRoot + `, max_images: 20, batch_size: 16}
 tcav:
   targets: [zebra]
@@ -214,7 +214,7 @@ func TestBadInputsFailWithOneLineAndNoOutput(t *testing.T) {
 		{"target not in labels", "", []string{"tcav.targets=[horse]"}, `"horse" is not in the labels file`},
 		{"class index out of range", "", []string{"tcav.targets=[7]"}, "out of range"},
 		{"not a model", "", []string{"model.path=" + notModel}, "not a TorchScript model"},
-		{"input size the model rejects", "", []string{"model.input.size=[2,2]", "model.input.resize=2"}, "rejects input"},
+		{"input size the model rejects", "", []string{"model.input.size=[2,2]"}, "rejects input"},
 		{"no CUDA", "", []string{"device=cuda"}, "CUDA is not available"},
 	}
 	for _, tc := range cases {

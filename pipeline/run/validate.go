@@ -3,6 +3,7 @@ package run
 import (
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/sirupsen/logrus"
 
@@ -16,7 +17,7 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer) error {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	e := &experiment{cfg: cfg, log: log, sets: setsMap()}
+	e := &experiment{cfg: cfg, log: log, sets: setsMap(), effects: map[string]string{}}
 	e.manifest.Stages = map[string]float64{}
 	e.manifest.ImageLists = map[string]string{}
 	defer func() {
@@ -33,14 +34,45 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer) error {
 	t := cfg.TCAV
 	r := len(t.Random.Sets)
 	fmt.Fprintf(w, "model    %s on %s, %d classes, input 3x%dx%d\n", cfg.Model.Path, e.device, e.classes, cfg.Model.Input.Size[0], cfg.Model.Input.Size[1])
-	fmt.Fprintf(w, "data     %s: %d sets, up to %d images each\n", cfg.Data.Root, len(e.sets), cfg.Data.MaxImages)
+	in := cfg.Model.Input
+	prep := fmt.Sprintf("resized straight to %dx%d", in.Size[1], in.Size[0])
+	if in.Crop == config.CropCenter {
+		prep = fmt.Sprintf("shorter side resized to %d, center %dx%d cut out", in.Resize, in.Size[1], in.Size[0])
+	}
+	fmt.Fprintf(w, "data     %s: %d sets, up to %d images each; images are %s\n", cfg.Data.Root, len(e.sets), cfg.Data.MaxImages, prep)
 	for _, name := range sortedKeys(e.sets) {
-		fmt.Fprintf(w, "  %-20s %d images\n", name, len(e.sets[name].Files))
+		fmt.Fprintf(w, "  %-20s %s\n", name, e.effects[name])
 	}
 	if len(t.Targets) > 0 {
 		fmt.Fprintf(w, "tcav     %d targets × %d concepts × %d layers, %d random sets: %d CAVs (%s), %d gradient passes\n",
 			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*(len(t.Concepts)+1)*r,
 			t.CAV.Classifier, len(t.Targets)*len(t.Layers))
+	}
+	return nil
+}
+
+// checkSplits finds the sets too small for a held-out CAV split before any
+// compute: every set a CAV is fitted on needs an image on each side of the
+// split.
+func (e *experiment) checkSplits() error {
+	tf := e.cfg.TCAV.CAV.TestFraction
+	names := append(append([]string(nil), e.cfg.TCAV.Concepts...), e.cfg.TCAV.Random.Sets...)
+	for _, a := range e.cfg.Attack {
+		names = append(names, a.Concept)
+	}
+	for _, f := range e.cfg.Facets {
+		names = append(names, f.Facet)
+	}
+	for _, name := range names {
+		n := len(e.sets[name].Files)
+		if test := int(math.Round(tf * float64(n))); test < 1 || n-test < 1 {
+			need := 2
+			for t := int(math.Round(tf * float64(need))); t < 1 || need-t < 1; t = int(math.Round(tf * float64(need))) {
+				need++
+			}
+			return fmt.Errorf("data.root/%s: %d images are too few for a held-out CAV split of tcav.cav.test_fraction %g (it needs at least %d)",
+				name, n, tf, need)
+		}
 	}
 	return nil
 }
