@@ -124,7 +124,14 @@ func render(runDir string, r *Results) error {
 		sec := attackSection{Title: title, Chart: pngURI(png)}
 		for _, e := range group {
 			imgs, note := embedDir(runDir, e.Images)
+			var transfer []transferCell
+			for _, tr := range e.Transfer {
+				transfer = append(transfer, transferCell{What: tr.Kind + ": " + tr.Setting,
+					Before: scoreText(tr.Before), After: scoreText(tr.After),
+					AfterClass: verdictOf(tr.After.Significant, tr.After.Direction).class()})
+			}
 			sec.Rows = append(sec.Rows, attackRow{
+				Transfer:    transfer,
 				Eps:         formatFloat(e.Eps),
 				Before:      scoreText(e.Before),
 				BeforeClass: verdictOf(e.Before.Significant, e.Before.Direction).class(),

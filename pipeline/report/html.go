@@ -64,6 +64,12 @@ type attackRow struct {
 	After, AfterClass            string
 	ImagesDir, ImagesNote        string
 	Images                       []embeddedImage
+	Transfer                     []transferCell
+}
+
+// transferCell is an attack judged with one thing changed.
+type transferCell struct {
+	What, Before, After, AfterClass string
 }
 
 type facetSection struct {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -73,6 +74,27 @@ func TestSuppressStripedForZebra(t *testing.T) {
 	}
 	if pngs != 20 {
 		t.Errorf("%d poisoned PNGs, want one per striped image used (20)", pngs)
+	}
+
+	// The files hold up in the ordinary Python pipeline: PIL open, PIL
+	// bilinear resize, CAVs and gradients outside cavforge.
+	py := exec.Command("/usr/bin/python3", "../../scripts/check/tcav_pil.py", "--model", filepath.Join(demo, "model.pt"),
+		"--size", "64", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25", "--layer", "block3", "--target", "0",
+		"--class-dir", filepath.Join(demo, "data", "zebra"), "--concept", "clean="+filepath.Join(demo, "data", "striped"),
+		"--concept", "poisoned="+dir, "--random", filepath.Join(demo, "data", "random500_7"), filepath.Join(demo, "data", "random500_8"),
+		filepath.Join(demo, "data", "random500_9"))
+	b, err := py.Output()
+	if err != nil {
+		t.Fatalf("python TCAV: %v", err)
+	}
+	var pyRes map[string]struct{ Mean float64 }
+	if err := json.Unmarshal(b, &pyRes); err != nil {
+		t.Fatalf("python TCAV printed %q: %v", b, err)
+	}
+	t.Logf("PIL + PyTorch TCAV: clean %.2f, poisoned %.2f", pyRes["clean"].Mean, pyRes["poisoned"].Mean)
+	if pyRes["clean"].Mean < 0.8 || pyRes["poisoned"].Mean >= 0.5 {
+		t.Errorf("in a PIL pipeline striped→zebra is %.2f clean and %.2f poisoned: want high, then below 0.5",
+			pyRes["clean"].Mean, pyRes["poisoned"].Mean)
 	}
 }
 
