@@ -47,28 +47,38 @@ func Compare(orig, adv []float32) Size {
 	return Size{Linf: mx, L2Mean: math.Sqrt(sq), PSNRMean: psnr}
 }
 
-// Predictions are the model's top classes for images at any size, through
-// the configured preprocessing.
-func Predictions(m *model.Model, imgs []images.Image, batch int) ([]int, error) {
-	var out []int
+// Logits are the model's outputs for images at any size, through the
+// configured preprocessing, one row per image.
+func Logits(m *model.Model, imgs []images.Image, batch int) ([][]float32, error) {
+	var out [][]float32
 	for _, g := range batches(len(imgs), batch) {
 		s := torch.NewScope()
 		x := m.Pixels(s, imgs[g[0]:g[len(g)-1]+1])
 		logits, _ := m.Forward(s, m.Normalize(s, x), nil, torch.Inference, torch.FP32)
-		top := s.ToFloat(s.Argmax(logits, 1))
-		v, err := top.Float32s()
+		err := s.Err()
+		var v []float32
 		if err == nil {
-			err = s.Err()
+			v, err = logits.Float32s()
 		}
 		s.Close()
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range v {
-			out = append(out, int(c))
+		k := len(v) / len(g)
+		for i := range g {
+			out = append(out, v[i*k:(i+1)*k])
 		}
 	}
 	return out, nil
+}
+
+// Predictions are the top classes of logits.
+func Predictions(logits [][]float32) []int {
+	out := make([]int, len(logits))
+	for i, row := range logits {
+		out[i] = argmax(row)
+	}
+	return out
 }
 
 // Grid lays out up to k images, as the model sees them, as rows of

@@ -18,6 +18,7 @@ type Budget struct {
 	Steps       int
 	RandomStart bool
 	Momentum    float64       // 0: plain PGD
+	Stealth     *Stealth      // nil: no stealth term
 	Progress    *progress.Bar // may be nil
 }
 
@@ -83,6 +84,13 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 	loss, err := Loss(m, layer, obj, res.Images, batch)
 	if err != nil {
 		return nil, err
+	}
+	if b.Stealth.on() {
+		pen, err := b.Stealth.Penalty(m, res.Images, batch)
+		if err != nil {
+			return nil, err
+		}
+		loss += b.Stealth.Weight * pen
 	}
 	res.Losses = append(res.Losses, loss)
 	return res, nil
@@ -166,23 +174,35 @@ func (st *state) step(m *model.Model, layer string, obj Objective, b Budget, bat
 		}
 		loss, dActs = float64(v), d[0]
 	}
+	n := float64(len(st.orig))
 	start := int64(0)
 	for _, g := range groups {
 		s := torch.NewScope()
 		leaves, x := st.inputs(s, m, g, true)
-		_, acts := m.Forward(s, m.Normalize(s, x), []string{layer}, torch.Grad, torch.FP32)
-		var grads []*torch.Tensor
+		logits, acts := m.Forward(s, m.Normalize(s, x), []string{layer}, torch.Grad, torch.FP32)
+		var total *torch.Tensor
 		if acts != nil {
 			if dActs == nil {
-				l := obj.Loss(s, s.Reshape(acts[0], int64(len(g)), -1))
-				v, err := s.Item(l)
+				total = obj.Loss(s, s.Reshape(acts[0], int64(len(g)), -1))
+				v, err := s.Item(total)
 				s.Fail(err)
 				loss = float64(v)
-				grads = s.Grad([]*torch.Tensor{l}, nil, leaves, false, false)
 			} else {
+				// Σ acts·∂loss/∂acts has the objective's gradient at x.
 				up := s.Reshape(s.Narrow(dActs, 0, start, int64(len(g))), acts[0].Shape()...)
-				grads = s.Grad([]*torch.Tensor{acts[0]}, []*torch.Tensor{up}, leaves, false, false)
+				total = s.Sum(s.Mul(acts[0], up))
 			}
+			if b.Stealth.on() {
+				pen := s.MulScalar(b.Stealth.sum(s, logits, g, m.Device()), b.Stealth.Weight/n)
+				v, err := s.Item(pen)
+				s.Fail(err)
+				loss += float64(v)
+				total = s.Add(total, pen)
+			}
+		}
+		var grads []*torch.Tensor
+		if total != nil {
+			grads = s.Grad([]*torch.Tensor{total}, nil, leaves, false, false)
 		}
 		if err := s.Err(); err != nil || grads == nil {
 			s.Close()

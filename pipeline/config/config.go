@@ -204,6 +204,25 @@ type Attack struct {
 	// used only to judge it. Default: half the random sets, rounded up, and
 	// at least 2.
 	JudgeRandom int `yaml:"judge_random"`
+	// Stealth keeps each poisoned image's own prediction while the attack
+	// moves the explanation, so that an analyst who looks at the concept
+	// images' predicted classes sees nothing.
+	Stealth Stealth `yaml:"stealth"`
+}
+
+// Stealth is the attack's term for not being noticed: Weight times the mean
+// over the concept images of a penalty on how far each image's prediction
+// moved from its clean one.
+type Stealth struct {
+	// Weight of the term; 0 turns it off. Default: 0.
+	Weight float64 `yaml:"weight"`
+	// Form is margin (a hinge that keeps each image's clean top-1 class
+	// ahead of every other class by Margin logits) or kl (the KL divergence
+	// of the poisoned image's class probabilities from the clean ones).
+	// Default: margin.
+	Form string `yaml:"form"`
+	// Margin is the logit margin of form margin. Default: 2.
+	Margin float64 `yaml:"margin"`
 }
 
 // Facet is one faceted feature visualization (SPEC §5).
@@ -265,6 +284,8 @@ const (
 	ObjectiveSurrogate = "tcav-surrogate"
 	ObjectiveCollision = "feature-collision"
 	TowardRandom       = "random"
+	StealthMargin      = "margin"
+	StealthKL          = "kl"
 	NormLinf           = "linf"
 	NormL2             = "l2"
 )
@@ -311,6 +332,7 @@ func DefaultAttack() Attack {
 		Steps:       200,
 		RandomStart: true,
 		Tau:         10,
+		Stealth:     Stealth{Form: StealthMargin, Margin: 2},
 	}
 }
 

@@ -185,6 +185,9 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.positiveInt(key("steps"), a.Steps)
 	v.check(a.Momentum >= 0 && finite(a.Momentum), key("momentum"), "%v must be >= 0", a.Momentum)
 	v.positive(key("tau"), a.Tau)
+	v.check(a.Stealth.Weight >= 0 && finite(a.Stealth.Weight), key("stealth.weight"), "%v must be >= 0 (0 turns stealth off)", a.Stealth.Weight)
+	v.oneOf(key("stealth.form"), a.Stealth.Form, StealthMargin, StealthKL)
+	v.check(a.Stealth.Margin >= 0 && finite(a.Stealth.Margin), key("stealth.margin"), "%v must be >= 0", a.Stealth.Margin)
 	n := len(c.TCAV.Random.Sets)
 	if v.check(a.JudgeRandom >= 2, key("judge_random"), "%d: judging needs at least 2 random sets", a.JudgeRandom) {
 		v.check(a.JudgeRandom < n, key("judge_random"),

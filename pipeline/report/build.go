@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
@@ -101,6 +102,27 @@ func render(runDir string, r *Results) error {
 	for _, group := range groupBy(r.Attack, func(a AttackEntry) string {
 		return strings.Join([]string{a.Concept, a.Target, a.Layer, a.Goal, a.Objective, a.Norm}, "\x00")
 	}) {
+		settings := map[string]bool{}
+		for _, e := range group {
+			settings[e.StealthLabel()] = true
+		}
+		if len(settings) < 2 {
+			continue
+		}
+		png, err := FrontChart(group)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		a := group[0]
+		if err := names.write(runDir, png, "front", a.Concept, a.Target, a.Layer, a.Goal, a.Objective, a.Norm); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		pg.Fronts = append(pg.Fronts, frontSection{Title: fmt.Sprintf("%s %q for %q at %s, %s budget: stealth off and on", a.Goal, a.Concept, a.Target, a.Layer, a.Norm), Chart: pngURI(png)})
+	}
+
+	for _, group := range groupBy(r.Attack, func(a AttackEntry) string {
+		return strings.Join([]string{a.Concept, a.Target, a.Layer, a.Goal, a.Objective, a.Norm, a.StealthLabel()}, "\x00")
+	}) {
 		a := group[0]
 		var fallback *float64
 		for _, e := range r.TCAV {
@@ -114,12 +136,19 @@ func render(runDir string, r *Results) error {
 		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-		if err := names.write(runDir, png, "attack", a.Concept, a.Target, a.Layer, a.Goal, a.Objective, a.Norm); err != nil {
+		nameParts := []string{"attack", a.Concept, a.Target, a.Layer, a.Goal, a.Objective, a.Norm}
+		if a.StealthWeight > 0 {
+			nameParts = append(nameParts, "stealth-"+a.StealthForm+strconv.FormatFloat(a.StealthWeight, 'g', -1, 64))
+		}
+		if err := names.write(runDir, png, nameParts...); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 		title := fmt.Sprintf("%s concept %q for target %q at layer %s, %s budget", a.Goal, a.Concept, a.Target, a.Layer, a.Norm)
 		if a.Objective != "" {
 			title += ", objective " + a.Objective
+		}
+		if a.StealthWeight > 0 {
+			title += ", stealth " + a.StealthLabel()
 		}
 		sec := attackSection{Title: title, Chart: pngURI(png)}
 		for _, e := range group {
@@ -141,6 +170,7 @@ func render(runDir string, r *Results) error {
 				L2:          fmt.Sprintf("%.4g", e.L2Mean),
 				PSNR:        fmt.Sprintf("%.1f", e.PSNRMean),
 				Changed:     fmt.Sprintf("%.1f%%", 100*e.ChangedPrediction),
+				LogitChange: fmt.Sprintf("%+.3g", e.ClassLogitChange),
 				ImagesDir:   e.Images,
 				Images:      imgs,
 				ImagesNote:  note,

@@ -463,3 +463,76 @@ type glyphThumb struct{ style draw.GlyphStyle }
 func (g glyphThumb) Thumbnail(c *draw.Canvas) { c.DrawGlyph(g.style, c.Center()) }
 
 func formatP(p float64) string { return fmt.Sprintf("%.2g", p) }
+
+// FrontChart draws the budget–success–stealth front of one attack run with
+// several stealth weights: per weight, the TCAV score after the attack
+// (solid, filled markers where significant) and the share of concept images
+// whose predicted class changed (dashed), against the budget. The cheapest
+// budget that flips the verdict while the dashed line stays near zero is
+// what an attacker who does not want to be noticed pays.
+func FrontChart(entries []AttackEntry) ([]byte, error) {
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("front chart: no entries")
+	}
+	byLabel := map[string][]AttackEntry{}
+	var labels []string
+	maxEps := 0.0
+	for _, e := range entries {
+		l := e.StealthLabel()
+		if _, ok := byLabel[l]; !ok {
+			labels = append(labels, l)
+		}
+		byLabel[l] = append(byLabel[l], e)
+		maxEps = math.Max(maxEps, e.Eps)
+	}
+	first := entries[0]
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Success and stealth: %s %q for %q at %s (%s)", first.Goal, first.Concept, first.Target, first.Layer, first.Norm)
+	p.X.Label.Text = fmt.Sprintf("budget eps (%s, pixel scale [0,1])", first.Norm)
+	p.Y.Label.Text = "TCAV score after / share of predictions changed"
+	p.Add(plotter.NewGrid())
+	p.X.Min, p.X.Max = 0, math.Max(maxEps, 1e-9)*1.15
+	p.Y.Min, p.Y.Max = 0, 1.12
+	legend := plot.NewLegend()
+	palette := []color.Color{colAfter, colImportant, color.NRGBA{R: 0x2a, G: 0x8a, B: 0x3a, A: 0xff}, color.NRGBA{R: 0x80, G: 0x30, B: 0x90, A: 0xff}}
+	for i, l := range labels {
+		es := slices.Clone(byLabel[l])
+		slices.SortStableFunc(es, func(a, b AttackEntry) int { return cmp.Compare(a.Eps, b.Eps) })
+		col := palette[i%len(palette)]
+		name := "stealth " + l
+		score := make(scoredPoints, len(es))
+		var changed plotter.XYs
+		for j, e := range es {
+			score[j] = scoredPoint{x: e.Eps, y: e.After.Mean, std: e.After.Std, verdict: verdictOf(e.After.Significant, e.After.Direction)}
+			changed = append(changed, plotter.XY{X: e.Eps, Y: e.ChangedPrediction})
+		}
+		line, err := plotter.NewLine(score)
+		if err != nil {
+			return nil, err
+		}
+		line.Color, line.Width = col, vg.Points(1.5)
+		shape := frontGlyphs[i%len(frontGlyphs)]
+		markers := &verdictMarkers{pts: score, color: col, filled: shape[0], hollow: shape[1]}
+		dash, err := plotter.NewLine(changed)
+		if err != nil {
+			return nil, err
+		}
+		dash.Color, dash.Width, dash.Dashes = col, vg.Points(1.5), []vg.Length{vg.Points(5), vg.Points(3)}
+		p.Add(line, markers, dash)
+		legend.Add(name+": score after", line, markers)
+		legend.Add(name+": predictions changed", dash)
+	}
+	neutral := color.NRGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
+	legend.Add("significant", glyphThumb{draw.GlyphStyle{Color: neutral, Radius: vg.Points(4), Shape: draw.CircleGlyph{}}})
+	legend.Add("not significant", glyphThumb{draw.GlyphStyle{Color: neutral, Radius: vg.Points(4), Shape: draw.RingGlyph{}}})
+	return renderPNG(p, &legend, 5*vg.Inch, 4*vg.Inch)
+}
+
+// frontGlyphs are the filled (significant) and hollow (not) markers of the
+// front chart's series, one shape per stealth setting.
+var frontGlyphs = [][2]draw.GlyphDrawer{
+	{draw.CircleGlyph{}, draw.RingGlyph{}},
+	{draw.BoxGlyph{}, draw.SquareGlyph{}},
+	{draw.PyramidGlyph{}, draw.TriangleGlyph{}},
+	{draw.CrossGlyph{}, draw.PlusGlyph{}},
+}

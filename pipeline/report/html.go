@@ -35,6 +35,7 @@ type page struct {
 	Manifest   []manifestField
 	TCAV       []tcavSection
 	Attacks    []attackSection
+	Fronts     []frontSection
 	Facets     []facetSection
 }
 
@@ -58,8 +59,14 @@ type attackSection struct {
 	Rows  []attackRow
 }
 
+type frontSection struct {
+	Title string
+	Chart template.URL
+}
+
 type attackRow struct {
 	Eps, Linf, L2, PSNR, Changed string
+	LogitChange                  string
 	Before, BeforeClass          string
 	After, AfterClass            string
 	ImagesDir, ImagesNote        string

@@ -104,6 +104,13 @@ type AttackEntry struct {
 	// ChangedPrediction is the share (0..1) of perturbed concept images whose
 	// predicted class differs from that of the clean image.
 	ChangedPrediction float64 `json:"changed_prediction"`
+	// ClassLogitChange is the mean change of the target class's logit over
+	// the perturbed concept images, against their clean versions.
+	ClassLogitChange float64 `json:"class_logit_change"`
+	// StealthWeight is the weight of the attack's stealth term (0: off).
+	StealthWeight float64 `json:"stealth_weight"`
+	// StealthForm is the stealth term's form (margin or kl) when it is on.
+	StealthForm string `json:"stealth_form,omitempty"`
 	// Images is the run-relative directory of the perturbed images.
 	Images string `json:"images"`
 	// Transfer is the same judgment where one thing an analyst might do
@@ -306,4 +313,13 @@ func ReadJSON(path string) (*Results, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return &r, nil
+}
+
+// StealthLabel names an attack's stealth setting: "off", or its form and
+// weight ("margin 10").
+func (a AttackEntry) StealthLabel() string {
+	if a.StealthWeight <= 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%s %g", a.StealthForm, a.StealthWeight)
 }

@@ -106,15 +106,20 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 	if err != nil {
 		return err
 	}
-	cleanPred, err := attack.Predictions(e.model, imgs, e.cfg.Data.BatchSize)
+	cleanLogits, err := attack.Logits(e.model, imgs, e.cfg.Data.BatchSize)
 	if err != nil {
 		return err
+	}
+	cleanPred := attack.Predictions(cleanLogits)
+	var stealth *attack.Stealth
+	if a.Stealth.Weight > 0 {
+		stealth = &attack.Stealth{Weight: a.Stealth.Weight, Form: a.Stealth.Form, Margin: a.Stealth.Margin, Clean: cleanLogits}
 	}
 	for _, eps := range a.Eps {
 		if a.Norm == "linf" && attack.Levels(eps) == 0 {
 			e.log.Warnf("attack %s→%s: eps %g is below one 8-bit level (1/255): the written images cannot change", a.Concept, a.Target, eps)
 		}
-		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum,
+		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum, Stealth: stealth,
 			Progress: e.opts.Progress.New(fmt.Sprintf("attack %s→%s eps %g", a.Concept, a.Target, eps), a.Steps)}
 		seed := cav.Seed(e.cfg.Seed, "attack:"+a.Concept, a.Target+"/"+a.Goal+"/"+a.Objective, a.Layer) ^ math.Float64bits(eps)
 		res, err := attack.Perturb(e.model, imgs, a.Layer, obj, budget, e.cfg.Data.BatchSize, seed)
@@ -146,10 +151,11 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err := images.WritePNG8(filepath.Join(runDir, rel+"-grid.png"), grid); err != nil {
 			return err
 		}
-		advPred, err := attack.Predictions(e.model, back, e.cfg.Data.BatchSize)
+		advLogits, err := attack.Logits(e.model, back, e.cfg.Data.BatchSize)
 		if err != nil {
 			return err
 		}
+		advPred := attack.Predictions(advLogits)
 		hash, err := images.ListHash(runDir, written)
 		if err != nil {
 			return err
@@ -176,11 +182,12 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err != nil {
 			return err
 		}
-		changed := 0
+		changed, logitChange := 0, 0.0
 		for i := range advPred {
 			if advPred[i] != cleanPred[i] {
 				changed++
 			}
+			logitChange += float64(advLogits[i][class]-cleanLogits[i][class]) / float64(len(advPred))
 		}
 		e.log.WithField("attack", name).Infof("score %.3f → %.3f (p %.2g → %.2g), PSNR %.1f dB, %d/%d predictions changed; "+
 			"transfer: %s %.3f → %.3f, %s %.3f → %.3f, JPEG q%d %.3f → %.3f",
@@ -192,6 +199,9 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 			Eps: eps, Norm: a.Norm, Before: before, After: after,
 			Linf: size.Linf, L2Mean: size.L2Mean, PSNRMean: size.PSNRMean,
 			ChangedPrediction: float64(changed) / float64(len(advPred)),
+			ClassLogitChange:  logitChange,
+			StealthWeight:     a.Stealth.Weight,
+			StealthForm:       stealthForm(a.Stealth),
 			Images:            rel + "/",
 			Transfer: []report.Transfer{
 				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
@@ -373,4 +383,11 @@ func meanActivation(sets []string, actsOf func(string) (*activations.Activations
 func mean(a *activations.Activations) []float32 {
 	m, _ := meanActivation([]string{a.Set}, func(string) (*activations.Activations, error) { return a, nil })
 	return m
+}
+
+func stealthForm(st config.Stealth) string {
+	if st.Weight <= 0 {
+		return ""
+	}
+	return st.Form
 }

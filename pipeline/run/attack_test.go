@@ -275,3 +275,43 @@ func TestMixedSizeSetIsPoisonedFileByFile(t *testing.T) {
 		t.Errorf("sizes written: %v, want all three", seen)
 	}
 }
+
+// Stealth: promoting dotted for zebra and suppressing striped, each within
+// 4/255, flip the verdict while no more than one concept image in ten
+// changes its predicted class; without the stealth term the same attacks
+// change more than that (so the term, not luck, keeps them unnoticed).
+func TestStealthFlipsTheVerdictWithoutChangingPredictions(t *testing.T) {
+	cfg := demoConfig(t, "", attackConfig(t, `[
+  {concept: dotted, target: zebra, layer: block3, goal: promote, eps: [0.0157], step: 0.002, steps: 60},
+  {concept: dotted, target: zebra, layer: block3, goal: promote, eps: [0.0157], step: 0.002, steps: 60, stealth: {weight: 10}},
+  {concept: striped, target: zebra, layer: block3, goal: suppress, eps: [0.0157], step: 0.002, steps: 60},
+  {concept: striped, target: zebra, layer: block3, goal: suppress, eps: [0.0157], step: 0.002, steps: 60, stealth: {weight: 10}}]`,
+		"data.max_images=30")...)
+	out := filepath.Join(t.TempDir(), "run")
+	res, _ := mustRun(t, cfg, out)
+	if len(res.Attack) != 4 {
+		t.Fatalf("%d attack entries", len(res.Attack))
+	}
+	for i, a := range res.Attack {
+		t.Logf("%s %s→%s stealth %s: %.2f → %.2f (p %.2g, %s), %.0f%% predictions changed, target logit %+.2f, PSNR %.1f dB",
+			a.Goal, a.Concept, a.Target, a.StealthLabel(), a.Before.Mean, a.After.Mean, a.After.PValue, a.After.Direction,
+			100*a.ChangedPrediction, a.ClassLogitChange, a.PSNRMean)
+		want := "above"
+		if a.Goal == "suppress" {
+			want = "below"
+		}
+		stealthy := i%2 == 1
+		if stealthy && (!a.After.Significant || string(a.After.Direction) != want) {
+			t.Errorf("%s with stealth: after %+v, want significant %s", a.Goal, a.After, want)
+		}
+		if stealthy && a.ChangedPrediction > 0.1 {
+			t.Errorf("%s with stealth changed %.0f%% of the predictions, want at most 10%%", a.Goal, 100*a.ChangedPrediction)
+		}
+		if !stealthy && a.ChangedPrediction <= 0.1 {
+			t.Errorf("%s without stealth changed only %.0f%% of the predictions: the test cannot tell the term works", a.Goal, 100*a.ChangedPrediction)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "plots", "front-dotted-zebra-block3-promote-tcav-surrogate-linf.png")); err != nil {
+		t.Errorf("no budget-success-stealth front chart: %v", err)
+	}
+}
