@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 )
 
 // Mode is the permission of files written by this package. Temp files are
@@ -27,7 +29,8 @@ func Write(path string, data []byte) error {
 	})
 }
 
-// WriteWith atomically replaces path with what fill writes. The content goes
+// WriteWith atomically replaces path with what fill writes; once the process
+// is interrupted it writes nothing and returns the interruption. The content goes
 // to a temp file in the same directory (so the rename cannot cross file
 // systems), which is synced, renamed over path, and then the directory is
 // synced so the rename itself survives a crash. If fill returns an error or
@@ -37,7 +40,10 @@ func WriteWith(path string, fill func(io.Writer) error) (err error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err := interrupt.Err(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f, undo, err := CreateTemp(dir, base)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -46,7 +52,7 @@ func WriteWith(path string, fill func(io.Writer) error) (err error) {
 	defer func() {
 		if !committed {
 			f.Close()
-			os.Remove(tmp)
+			undo.Now()
 		}
 	}()
 
@@ -70,6 +76,7 @@ func WriteWith(path string, fill func(io.Writer) error) (err error) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	committed = true
+	undo.Keep()
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
