@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
@@ -27,13 +28,14 @@ var commands = map[string]command{
 	"bench":    {benchUsage, runBench},
 	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format json]", runRun},
 	"report":   {"cavforge report RUN_DIR", runReport},
-	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...]", runValidate},
+	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,facets]", runValidate},
 	"sweep":    {sweepUsage, runSweep},
 	"rerun":    {rerunUsage, runRerun},
 }
 
 func main() {
 	passiveOpenMP()
+	interrupt.Catch()
 	if path := os.Getenv("CAVFORGE_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
@@ -77,7 +79,13 @@ func dispatch(args []string) int {
 		return 2
 	}
 	if err := cmd.run(args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "cavforge %s: %s\n", args[0], oneLine(err.Error()))
+		line := fmt.Sprintf("cavforge %s: %s", args[0], oneLine(err.Error()))
+		if ie := interrupt.As(err); ie != nil {
+			// Printed and exited in one step, so that a forced stop racing
+			// this return does not print a second line.
+			interrupt.Exit(line, ie.Code())
+		}
+		fmt.Fprintln(os.Stderr, line)
 		return 1
 	}
 	return 0
@@ -100,14 +108,23 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// newLogger logs to stderr: text on a terminal, JSON otherwise or when asked.
-func newLogger(format string) *logrus.Logger {
+// newLogger logs to stderr: text on a terminal, JSON otherwise or when asked
+// (--log-format text|json).
+func newLogger(format string) (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	if format == "json" || (format == "" && !isTerminal(os.Stderr)) {
+	switch format {
+	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+	case "":
+		if !isTerminal(os.Stderr) {
+			log.SetFormatter(&logrus.JSONFormatter{})
+		}
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	return log
+	return log, nil
 }
 
 func isTerminal(f *os.File) bool {
