@@ -21,8 +21,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cavforge/cavforge/pipeline/run"
 )
 
 // stagedDemo writes a small config with all three stages (about 10 s on
@@ -309,13 +307,16 @@ func TestRerunOfAStagedRunRepeatsItsStagesAndOverrides(t *testing.T) {
 		t.Errorf("rerun of a --stages tcav run: %s", stdout)
 	}
 	for _, d := range []string{"orig", "again"} {
-		var m run.Manifest
+		var m struct {
+			Stages    []string `json:"stages"`
+			Overrides []string `json:"overrides"`
+		}
 		b, _ := os.ReadFile(filepath.Join(dir, d, "manifest.json"))
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(m.Selected) != "[tcav]" || fmt.Sprint(m.Overrides) != "[seed=6 tcav.cav.epochs=20]" {
-			t.Errorf("%s/manifest.json: stages %v, overrides %v; want [tcav] and the two --set", d, m.Selected, m.Overrides)
+		if fmt.Sprint(m.Stages) != "[tcav]" || fmt.Sprint(m.Overrides) != "[seed=6 tcav.cav.epochs=20]" {
+			t.Errorf("%s/manifest.json: stages %v, overrides %v; want [tcav] and the two --set", d, m.Stages, m.Overrides)
 		}
 	}
 }
@@ -409,5 +410,27 @@ func TestSmallMistakesAreNamed(t *testing.T) {
 		"--set", "tcav.targets=[0]", "--set", "tcav.class_sets.0=zebra")
 	if code != 0 || !strings.Contains(stderr, "1 names stand for more than one class (zebra)") {
 		t.Errorf("validate with duplicate labels, target by index: exit %d: %s", code, stderr)
+	}
+}
+
+// NaN or Inf in the class gradients is named as such, not as activations.
+func TestNonFiniteGradientIsCalledAGradient(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `name: nan
+device: cpu
+cache_dir: cache
+model:
+  path: ` + filepath.Join(demo, "..", "models", "nan_gradient.pt") + `
+  labels: ` + filepath.Join(demo, "labels.txt") + `
+  input: {size: [16, 16], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+data: {root: ` + filepath.Join(demo, "data") + `, max_images: 4, batch_size: 4}
+tcav: {targets: [zebra], concepts: [striped], random: {prefix: random500_, count: 2}, layers: [feat]}
+`
+	cfg := filepath.Join(dir, "nan.yaml")
+	os.WriteFile(cfg, []byte(yaml), 0o644)
+	code, _, stderr := runCLI(t, dir, "run", cfg)
+	line := lastLine(stderr)
+	if code != 1 || !strings.Contains(line, "gradient") || !strings.Contains(line, "NaN or Inf") || !strings.Contains(line, "zebra") {
+		t.Errorf("exit %d, last line %q; want a line naming the gradient, its NaN or Inf and the image set", code, line)
 	}
 }
