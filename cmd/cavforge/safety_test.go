@@ -434,3 +434,39 @@ tcav: {targets: [zebra], concepts: [striped], random: {prefix: random500_, count
 		t.Errorf("exit %d, last line %q; want a line naming the gradient, its NaN or Inf and the image set", code, line)
 	}
 }
+
+// SIGTERM (Slurm's time limit, scancel) on a sweep task: exit 143, the task
+// is marked failed with the reason, nothing partial is left, and the task
+// runs again from scratch.
+func TestSweepTaskStoppedBySIGTERMIsMarkedAndLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	stagedDemo(t, dir, "")
+	sweepFile := filepath.Join(dir, "s.yaml")
+	os.WriteFile(sweepFile, []byte("base: staged.yaml\ngrid:\n  seed: [0, 1]\n"), 0o644)
+	c := startCLI(t, dir, "sweep", "run", sweepFile, "--task", "1")
+	if !c.waitFor(`"stage":"tcav"`) {
+		t.Fatalf("the task ended early: %s", lastLine(c.errText()))
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if code := c.wait(t, time.Minute); code != 143 {
+		t.Errorf("exit %d, want 143: %s", code, lastLine(c.errText()))
+	}
+	code, stdout, stderr := runCLI(t, dir, "sweep", "status", sweepFile, "--json")
+	var st struct {
+		Tasks []struct {
+			State, Detail string
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || code != 0 || len(st.Tasks) != 2 {
+		t.Fatalf("status: exit %d, %v: %s %s", code, err, stdout, stderr)
+	}
+	if st.Tasks[1].State != "failed" || !strings.Contains(st.Tasks[1].Detail, "interrupted by SIGTERM (Slurm time limit or scancel?)") {
+		t.Errorf("task 1 after SIGTERM: %+v", st.Tasks[1])
+	}
+	if l := litter(t, dir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+	if code, _, stderr := runCLI(t, dir, "sweep", "run", sweepFile, "--task", "1"); code != 0 {
+		t.Errorf("running the task again: %s", lastLine(stderr))
+	}
+}

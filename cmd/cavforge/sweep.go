@@ -134,8 +134,14 @@ func sweepRun(args []string) error {
 		mu.Lock()
 		current = -1
 		mu.Unlock()
-		switch {
-		case err != nil && (len(tasks) == 1 || interrupt.As(err) != nil):
+		switch ie := interrupt.As(err); {
+		case ie != nil:
+			err = fmt.Errorf("task %d: interrupted by %s: %s", i, signalHint(ie.Signal), ie.Detail)
+			if merr := s.MarkFailed(i, err); merr != nil {
+				log.Warnf("cannot record the interruption of task %d: %v", i, merr)
+			}
+			return &interrupt.Error{Signal: ie.Signal, Detail: fmt.Sprintf("task %d: %s", i, ie.Detail)}
+		case err != nil && len(tasks) == 1:
 			return err
 		case err != nil:
 			log.Errorf("%s", oneLine(err.Error()))

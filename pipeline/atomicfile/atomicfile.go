@@ -12,8 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-
-	"github.com/cavforge/cavforge/pipeline/interrupt"
 )
 
 // Mode is the permission of files written by this package. Temp files are
@@ -29,19 +27,16 @@ func Write(path string, data []byte) error {
 	})
 }
 
-// WriteWith atomically replaces path with what fill writes; once the process
-// is interrupted it writes nothing and returns the interruption. The content goes
+// WriteWith atomically replaces path with what fill writes. The content goes
 // to a temp file in the same directory (so the rename cannot cross file
 // systems), which is synced, renamed over path, and then the directory is
 // synced so the rename itself survives a crash. If fill returns an error or
-// panics, path is left untouched and the temp file is removed.
+// panics, path is left untouched and the temp file is removed; so it is if
+// the process is interrupted (see package interrupt) before the rename.
 func WriteWith(path string, fill func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
-	}
-	if err := interrupt.Err(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	f, undo, err := CreateTemp(dir, base)
 	if err != nil {
