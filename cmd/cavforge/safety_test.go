@@ -37,7 +37,7 @@ cache_dir: ` + cacheDir + `
 model:
   path: ` + filepath.Join(demo, "model.pt") + `
   labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], resize: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
 data: {root: ` + filepath.Join(demo, "data") + `, max_images: 12, batch_size: 4}
 tcav:
   targets: [zebra]
