@@ -20,22 +20,24 @@ import (
 type command struct {
 	usage string
 	run   func(args []string) error
+	// stops: SIGINT and SIGTERM stop it at a safe point and undo what it
+	// was writing (package interrupt); the others write nothing and die.
+	stops bool
 }
 
 var commands = map[string]command{
-	"version":  {"cavforge version", runVersion},
-	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
-	"bench":    {benchUsage, runBench},
-	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format json]", runRun},
-	"report":   {"cavforge report RUN_DIR", runReport},
-	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,facets]", runValidate},
-	"sweep":    {sweepUsage, runSweep},
-	"rerun":    {rerunUsage, runRerun},
+	"version":  {"cavforge version", runVersion, false},
+	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers, false},
+	"bench":    {benchUsage, runBench, false},
+	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format text|json]", runRun, true},
+	"report":   {"cavforge report RUN_DIR", runReport, true},
+	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,facets] [--log-format text|json]", runValidate, true},
+	"sweep":    {sweepUsage, runSweep, true},
+	"rerun":    {rerunUsage, runRerun, true},
 }
 
 func main() {
 	passiveOpenMP()
-	interrupt.Catch()
 	if path := os.Getenv("CAVFORGE_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
@@ -77,6 +79,9 @@ func dispatch(args []string) int {
 	if !ok {
 		fmt.Fprintf(os.Stderr, "cavforge: unknown command %q (run cavforge help)\n", args[0])
 		return 2
+	}
+	if cmd.stops {
+		interrupt.Catch("cavforge " + args[0])
 	}
 	if err := cmd.run(args[1:]); err != nil {
 		line := fmt.Sprintf("cavforge %s: %s", args[0], oneLine(err.Error()))

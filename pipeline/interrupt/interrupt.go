@@ -156,8 +156,9 @@ func OnSignal(f func(syscall.Signal)) (remove func()) {
 	}
 }
 
-// Catch handles SIGINT and SIGTERM for the rest of the process's life.
-func Catch() {
+// Catch handles SIGINT and SIGTERM for the rest of the process's life; a
+// forced stop's line begins with prefix (the command: "cavforge run").
+func Catch(prefix string) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -179,12 +180,12 @@ func Catch() {
 		case <-sigs:
 		case <-time.After(Grace):
 		}
-		stop(first)
+		stop(first, prefix)
 	}()
 }
 
 // stop undoes everything still tracked, newest first, and exits.
-func stop(sig syscall.Signal) {
+func stop(sig syscall.Signal, prefix string) {
 	mu.Lock()
 	stopping = true
 	list := make([]*Undo, 0, len(undos))
@@ -204,7 +205,7 @@ func stop(sig syscall.Signal) {
 		list = append(list[:newest], list[newest+1:]...)
 	}
 	e := &Error{Signal: sig, Detail: detail}
-	Exit("cavforge: "+e.Error(), e.Code())
+	Exit(prefix+": "+e.Error(), e.Code())
 }
 
 // Exit prints line on stderr and exits with code. Only one caller gets to:
