@@ -408,7 +408,7 @@ func TestSmallMistakesAreNamed(t *testing.T) {
 	// Duplicate names are fine while no target uses one; validate says so.
 	code, _, stderr := runCLI(t, dir, "validate", cfg, "--set", "model.labels="+labels,
 		"--set", "tcav.targets=[0]", "--set", "tcav.class_sets.0=zebra")
-	if code != 0 || !strings.Contains(stderr, "1 names stand for more than one class (zebra)") {
+	if code != 0 || !strings.Contains(stderr, "names that stand for more than one class: zebra;") {
 		t.Errorf("validate with duplicate labels, target by index: exit %d: %s", code, stderr)
 	}
 }

@@ -156,6 +156,13 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 		log.Warnf("cache %s: cannot remove what killed runs left: %v", cfg.CacheDir, err)
 	}
 	tmp, partial, err := atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
+	for i := 0; i < 3 && errors.Is(err, fs.ErrNotExist); i++ {
+		// A failed run of the same name removed runs/<name>/ while it was
+		// empty, between the two calls: make it again.
+		if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
+			tmp, partial, err = atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
+		}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -385,8 +392,8 @@ func (e *experiment) loadModel() error {
 			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
 		}
 		if dup := repeated(e.labels); len(dup) > 0 {
-			e.log.Warnf("model.labels %s: %d names stand for more than one class (%s); a target with such a name is an error, give its index",
-				cfg.Model.Labels, len(dup), strings.Join(dup, ", "))
+			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
+				cfg.Model.Labels, strings.Join(dup, ", "))
 		}
 	}
 	for _, t := range e.targets() {
@@ -534,7 +541,7 @@ func repeated(names []string) []string {
 	count := map[string]int{}
 	var out []string
 	for _, n := range names {
-		if count[n]++; count[n] == 2 {
+		if count[n]++; count[n] == 2 && n != "" {
 			out = append(out, n)
 		}
 	}
