@@ -187,9 +187,10 @@ func TestSignalsStopARunAndLeaveNothing(t *testing.T) {
 		{syscall.SIGINT, "", 0, false}, // partial directory made, loading the model
 		{syscall.SIGTERM, `"stage":"load model"`, 0, false},
 		{syscall.SIGINT, `"stage":"extract activations"`, 0, false},
-		{syscall.SIGTERM, `"stage":"tcav"`, 200 * time.Millisecond, false},  // attack steps
-		{syscall.SIGINT, `"stage":"attack"`, 300 * time.Millisecond, false}, // facet steps
-		{syscall.SIGTERM, `"stage":"facets"`, 0, false},                     // report
+		{syscall.SIGTERM, `"stage":"tcav"`, 200 * time.Millisecond, false},    // attack steps
+		{syscall.SIGINT, `"stage":"attack"`, 300 * time.Millisecond, false},   // facet directions
+		{syscall.SIGTERM, `"stage":"attack"`, 1200 * time.Millisecond, false}, // facet render steps
+		{syscall.SIGTERM, `"stage":"facets"`, 0, false},                       // report
 		{syscall.SIGINT, `"stage":"attack"`, 300 * time.Millisecond, true},
 	}
 	for i, p := range points {
