@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -41,7 +42,21 @@ func runBench(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--input: %w", err)
 	}
-	cast := map[string]torch.Autocast{"fp32": torch.FP32, "bf16": torch.BF16, "fp16": torch.FP16}[*precision]
+	if !(*seconds > 0) || math.IsInf(*seconds, 0) {
+		return fmt.Errorf("--seconds %v: want a time > 0", *seconds)
+	}
+	var sizes []int
+	for _, b := range strings.Split(*batches, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(b))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--batches: bad batch size %q: want a whole number > 0", b)
+		}
+		sizes = append(sizes, n)
+	}
+	cast, ok := map[string]torch.Autocast{"fp32": torch.FP32, "bf16": torch.BF16, "fp16": torch.FP16}[*precision]
+	if !ok {
+		return fmt.Errorf("--precision %q: want fp32, bf16 or fp16", *precision)
+	}
 	m, err := model.Load(path, *device, model.Input{})
 	if err != nil {
 		return err
@@ -53,11 +68,7 @@ func runBench(args []string) error {
 	fmt.Printf("model %s, layer %s, input %s, device %s, precision %s, %d threads\n",
 		path, *layer, *input, m.Device(), *precision, torch.NumThreads())
 	fmt.Printf("%6s %16s %16s %8s\n", "batch", "cavforge img/s", "C++ loop img/s", "ratio")
-	for _, b := range strings.Split(*batches, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(b))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("--batches: bad batch size %q", b)
-		}
+	for _, n := range sizes {
 		goRate, iters, err := benchGo(m, *layer, chw, n, *seconds, cast)
 		if err != nil {
 			return err

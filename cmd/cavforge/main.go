@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
@@ -19,17 +20,20 @@ import (
 type command struct {
 	usage string
 	run   func(args []string) error
+	// stops: SIGINT and SIGTERM stop it at a safe point and undo what it
+	// was writing (package interrupt); the others write nothing and die.
+	stops bool
 }
 
 var commands = map[string]command{
-	"version":  {"cavforge version", runVersion},
-	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers},
-	"bench":    {benchUsage, runBench},
-	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format json]", runRun},
-	"report":   {"cavforge report RUN_DIR", runReport},
-	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...]", runValidate},
-	"sweep":    {sweepUsage, runSweep},
-	"rerun":    {rerunUsage, runRerun},
+	"version":  {"cavforge version", runVersion, false},
+	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers, false},
+	"bench":    {benchUsage, runBench, false},
+	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format text|json]", runRun, true},
+	"report":   {"cavforge report RUN_DIR", runReport, true},
+	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,facets] [--log-format text|json]", runValidate, true},
+	"sweep":    {sweepUsage, runSweep, true},
+	"rerun":    {rerunUsage, runRerun, true},
 }
 
 func main() {
@@ -76,8 +80,17 @@ func dispatch(args []string) int {
 		fmt.Fprintf(os.Stderr, "cavforge: unknown command %q (run cavforge help)\n", args[0])
 		return 2
 	}
+	if cmd.stops {
+		interrupt.Catch("cavforge " + args[0])
+	}
 	if err := cmd.run(args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "cavforge %s: %s\n", args[0], oneLine(err.Error()))
+		line := fmt.Sprintf("cavforge %s: %s", args[0], oneLine(err.Error()))
+		if ie := interrupt.As(err); ie != nil {
+			// Printed and exited in one step, so that a forced stop racing
+			// this return does not print a second line.
+			interrupt.Exit(line, ie.Code())
+		}
+		fmt.Fprintln(os.Stderr, line)
 		return 1
 	}
 	return 0
@@ -100,14 +113,23 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// newLogger logs to stderr: text on a terminal, JSON otherwise or when asked.
-func newLogger(format string) *logrus.Logger {
+// newLogger logs to stderr: text on a terminal, JSON otherwise or when asked
+// (--log-format text|json).
+func newLogger(format string) (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	if format == "json" || (format == "" && !isTerminal(os.Stderr)) {
+	switch format {
+	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+	case "":
+		if !isTerminal(os.Stderr) {
+			log.SetFormatter(&logrus.JSONFormatter{})
+		}
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	return log
+	return log, nil
 }
 
 func isTerminal(f *os.File) bool {

@@ -36,7 +36,11 @@ func runRerun(args []string) error {
 	if runDir == "" || fs.NArg() > 0 {
 		return fmt.Errorf("usage: %s", rerunUsage)
 	}
-	res, err := rerun(runDir, rerunOptions{Out: *out, Device: *device, Force: *force, Log: newLogger(*logFormat)})
+	log, err := newLogger(*logFormat)
+	if err != nil {
+		return err
+	}
+	res, err := rerun(runDir, rerunOptions{Out: *out, Device: *device, Force: *force, Log: log})
 	if err != nil {
 		return err
 	}
@@ -103,7 +107,18 @@ func rerun(runDir string, o rerunOptions) (*rerunResult, error) {
 		warn("model: %s has changed since the run (sha256 %s…, manifest %s…)", cfg.Model.Path, short(h), short(old.ModelHash))
 	}
 
-	dir, err := run.Run(cfg, run.Options{Out: o.Out, Force: o.Force, Log: log, Version: Version, Commit: commit})
+	// config.yaml holds the values of the original --set overrides already
+	// (resolved, paths absolute); they are carried into the new manifest,
+	// and the stages the original was limited to are run again.
+	overrides := old.Overrides
+	if o.Device != "" {
+		overrides = append(slices.Clone(overrides), "device="+o.Device)
+	}
+	if len(old.Selected) > 0 {
+		log.Infof("rerun: stages %s, as the original run", strings.Join(old.Selected, ","))
+	}
+	dir, err := run.Run(cfg, run.Options{Out: o.Out, Force: o.Force, Log: log, Version: Version, Commit: commit,
+		Stages: old.Selected, Overrides: overrides})
 	if err != nil {
 		return nil, err
 	}

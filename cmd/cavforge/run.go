@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/report"
 	"github.com/cavforge/cavforge/pipeline/run"
 )
@@ -35,6 +37,10 @@ func runRun(args []string) error {
 	if path == "" {
 		return fmt.Errorf("usage: cavforge run CONFIG.yaml [--out DIR] [--device D] [--set k=v ...] [--force]")
 	}
+	log, err := newLogger(*logFormat)
+	if err != nil {
+		return err
+	}
 	if *device != "" {
 		sets = append(sets, "device="+*device)
 	}
@@ -42,19 +48,12 @@ func runRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	var only []string
-	for _, st := range strings.Split(*stages, ",") {
-		switch st = strings.TrimSpace(st); st {
-		case "":
-		case "tcav", "attack", "facets":
-			only = append(only, st)
-		default:
-			return fmt.Errorf("--stages: unknown stage %q (tcav, attack, facets)", st)
-		}
+	only, err := parseStages(*stages)
+	if err != nil {
+		return err
 	}
-	log := newLogger(*logFormat)
 	dir, err := run.Run(cfg, run.Options{Out: *out, Force: *force, Log: log, Version: Version, Commit: Commit(),
-		Progress: progressBars(), Stages: only})
+		Progress: progressBars(), Stages: only, Overrides: sets})
 	if err != nil {
 		return err
 	}
@@ -62,11 +61,35 @@ func runRun(args []string) error {
 	return nil
 }
 
+// parseStages reads --stages: a comma-separated subset of run.StageNames.
+func parseStages(list string) ([]string, error) {
+	var only []string
+	for _, st := range strings.Split(list, ",") {
+		if st = strings.TrimSpace(st); st == "" {
+			continue
+		}
+		if !slices.Contains(run.StageNames, st) {
+			return nil, fmt.Errorf("--stages: unknown stage %q (%s)", st, strings.Join(run.StageNames, ", "))
+		}
+		if !slices.Contains(only, st) {
+			only = append(only, st)
+		}
+	}
+	return only, nil
+}
+
 func runReport(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: cavforge report RUN_DIR")
 	}
+	// Each file is replaced whole (atomicfile), so an interrupted rebuild
+	// leaves every file either as it was or rebuilt.
+	note := fmt.Sprintf("every file in %s is whole, as it was or rebuilt; run cavforge report %s again", args[0], args[0])
+	interrupt.SetNote(note)
 	if err := report.Build(args[0]); err != nil {
+		if ie := interrupt.As(interrupt.Err()); ie != nil {
+			return &interrupt.Error{Signal: ie.Signal, Detail: note}
+		}
 		return err
 	}
 	fmt.Printf("report: %s/report.html\n", args[0])
@@ -78,18 +101,31 @@ func runValidate(args []string) error {
 	fs.SetOutput(io.Discard)
 	var sets setFlags
 	fs.Var(&sets, "set", "key.path=value override (repeatable)")
+	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,facets")
+	logFormat := fs.String("log-format", "", "text|json")
 	path, rest := splitPositional(args)
 	if err := fs.Parse(rest); err != nil {
 		return err
 	}
 	if path == "" {
-		return fmt.Errorf("usage: cavforge validate CONFIG.yaml [--set k=v ...]")
+		return fmt.Errorf("usage: cavforge validate CONFIG.yaml [--set k=v ...] [--stages list]")
+	}
+	log, err := newLogger(*logFormat)
+	if err != nil {
+		return err
 	}
 	cfg, err := config.Load(path, sets)
 	if err != nil {
 		return err
 	}
-	if err := run.Validate(cfg, newLogger(""), os.Stdout); err != nil {
+	only, err := parseStages(*stages)
+	if err != nil {
+		return err
+	}
+	if err := run.Validate(cfg, log, os.Stdout, only...); err != nil {
+		if ie := interrupt.As(interrupt.Err()); ie != nil {
+			return &interrupt.Error{Signal: ie.Signal, Detail: "nothing written"}
+		}
 		return err
 	}
 	fmt.Println("ok")

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/run"
 	"github.com/cavforge/cavforge/pipeline/sweep"
 )
@@ -77,18 +77,25 @@ func sweepPlan(args []string) error {
 // $CAVFORGE_TASKS_PER_ELEMENT (default 1). It goes on after a failed task
 // and fails at the end.
 func sweepRun(args []string) error {
-	task := -1
+	task, taskGiven := -1, false
 	var device, logFormat string
 	s, err := sweepFlags("run", args, func(fs *flag.FlagSet) {
-		fs.IntVar(&task, "task", -1, "task index (default: from $SLURM_ARRAY_TASK_ID)")
+		fs.Func("task", "task index (default: from $SLURM_ARRAY_TASK_ID)", func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("--task %q: want a task index", v)
+			}
+			task, taskGiven = n, true
+			return nil
+		})
 		fs.StringVar(&device, "device", "", "auto|cpu|cuda|cuda:N (overrides the config)")
 		fs.StringVar(&logFormat, "log-format", "", "text|json")
 	})
 	if err != nil {
 		return err
 	}
-	if task < -1 {
-		return fmt.Errorf("task %d is out of range: the sweep has %d tasks (0..%d)", task, s.Len(), s.Len()-1)
+	if taskGiven && (task < 0 || task >= s.Len()) {
+		return fmt.Errorf("--task %d is out of range: the sweep has %d tasks (0..%d)", task, s.Len(), s.Len()-1)
 	}
 	tasks, err := tasksToRun(task, s.Len())
 	if err != nil {
@@ -98,29 +105,25 @@ func sweepRun(args []string) error {
 	if device != "" {
 		extra = append(extra, "device="+device)
 	}
-	log := newLogger(logFormat)
+	log, err := newLogger(logFormat)
+	if err != nil {
+		return err
+	}
 	opts := run.Options{Log: log, Version: Version, Commit: Commit()}
 
 	// Slurm sends SIGTERM at the time limit and on scancel: say so in the
-	// task's failure marker before going.
+	// task's failure marker at once, before the run stops (and again, with
+	// the run's own words, when it has).
 	var mu sync.Mutex
 	current := -1
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	go func() {
-		sig, ok := <-sigs
-		if !ok {
-			return
-		}
-		name := map[os.Signal]string{syscall.SIGTERM: "SIGTERM (Slurm time limit or scancel?)", syscall.SIGINT: "SIGINT"}[sig]
+	defer interrupt.OnSignal(func(sig syscall.Signal) {
 		mu.Lock()
+		defer mu.Unlock()
 		if current >= 0 {
-			s.MarkFailed(current, fmt.Errorf("task %d: interrupted by %s", current, name))
-			log.Errorf("task %d: interrupted by %s", current, name)
+			s.MarkFailed(current, fmt.Errorf("task %d: interrupted by %s", current, signalHint(sig)))
+			log.Errorf("task %d: interrupted by %s", current, signalHint(sig))
 		}
-		os.Exit(128 + int(sig.(syscall.Signal)))
-	}()
+	})()
 
 	var failed []string
 	for _, i := range tasks {
@@ -131,7 +134,13 @@ func sweepRun(args []string) error {
 		mu.Lock()
 		current = -1
 		mu.Unlock()
-		switch {
+		switch ie := interrupt.As(err); {
+		case ie != nil:
+			err = fmt.Errorf("task %d: interrupted by %s: %s", i, signalHint(ie.Signal), ie.Detail)
+			if merr := s.MarkFailed(i, err); merr != nil {
+				log.Warnf("cannot record the interruption of task %d: %v", i, merr)
+			}
+			return &interrupt.Error{Signal: ie.Signal, Detail: fmt.Sprintf("task %d: %s", i, ie.Detail)}
 		case err != nil && len(tasks) == 1:
 			return err
 		case err != nil:
@@ -147,6 +156,13 @@ func sweepRun(args []string) error {
 		return fmt.Errorf("%d of %d tasks failed: %s (see cavforge sweep status %s)", len(failed), len(tasks), strings.Join(failed, ","), s.File)
 	}
 	return nil
+}
+
+func signalHint(sig syscall.Signal) string {
+	if sig == syscall.SIGTERM {
+		return "SIGTERM (Slurm time limit or scancel?)"
+	}
+	return interrupt.Name(sig)
 }
 
 func tasksToRun(task, n int) ([]int, error) {

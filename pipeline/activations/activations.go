@@ -143,7 +143,7 @@ func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activatio
 		return []*torch.Tensor{g}
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gradient of logit %d: %w", class, err)
 	}
 	return res[0], e.store(key, res[0])
 }

@@ -31,13 +31,14 @@ func Write(path string, data []byte) error {
 // to a temp file in the same directory (so the rename cannot cross file
 // systems), which is synced, renamed over path, and then the directory is
 // synced so the rename itself survives a crash. If fill returns an error or
-// panics, path is left untouched and the temp file is removed.
+// panics, path is left untouched and the temp file is removed; so it is if
+// the process is interrupted (see package interrupt) before the rename.
 func WriteWith(path string, fill func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, undo, err := CreateTemp(dir, base)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -46,7 +47,7 @@ func WriteWith(path string, fill func(io.Writer) error) (err error) {
 	defer func() {
 		if !committed {
 			f.Close()
-			os.Remove(tmp)
+			undo.Now()
 		}
 	}()
 
@@ -70,6 +71,7 @@ func WriteWith(path string, fill func(io.Writer) error) (err error) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	committed = true
+	undo.Keep()
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}

@@ -3,6 +3,8 @@ package cache
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/cavforge/cavforge/pipeline/atomicfile"
 )
 
 // testHookBeforeRename, when set by a test, runs after the temp file is
@@ -11,19 +13,21 @@ var testHookBeforeRename func()
 
 // writeFileAtomic writes data to a hidden temp file in path's directory and
 // renames it over path. A killed process leaves either the previous entry or
-// the new one, plus perhaps a stray temp file that Get never opens. There is
-// no fsync: entries are hundreds of megabytes per run, and one that a power
-// loss damages fails its checksum and is recomputed.
+// the new one, plus perhaps a temp file that Get never opens and that
+// RemoveLeftovers removes once its owner is gone; an interrupted one removes
+// its temp file itself. There is no fsync: entries are hundreds of megabytes
+// per run, and one that a power loss damages fails its checksum and is
+// recomputed.
 func writeFileAtomic(path string, data []byte) (err error) {
 	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, undo, err := atomicfile.CreateTemp(dir, base)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(f.Name())
+			undo.Now()
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -38,5 +42,30 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if testHookBeforeRename != nil {
 		testHookBeforeRename()
 	}
-	return os.Rename(f.Name(), path)
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	undo.Keep()
+	return nil
+}
+
+// RemoveLeftovers removes the temp files that processes which are gone left
+// in the cache (killed while writing an entry) and returns their paths.
+func (c Cache) RemoveLeftovers() ([]string, error) {
+	if c.Dir == "" {
+		return nil, nil
+	}
+	subs, err := filepath.Glob(filepath.Join(c.Dir, "??"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, d := range subs {
+		r, err := atomicfile.RemoveLeftovers(d)
+		removed = append(removed, r...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
 }

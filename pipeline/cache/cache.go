@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 )
 
 // Key derives an entry's key from everything that determines its value. Parts
@@ -75,9 +77,14 @@ func (c Cache) Has(key string) bool {
 
 // Get returns the entry for key. A missing entry is ok=false with no error;
 // so is a damaged one, which is logged, removed and left to be recomputed.
+// Before each value is looked up, and then computed, is a safe point to stop
+// at: once the process is interrupted, Get returns the interruption.
 func (c Cache) Get(key string) (shape []int64, data []float32, ok bool, err error) {
 	p, err := c.path(key)
 	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := interrupt.Err(); err != nil {
 		return nil, nil, false, err
 	}
 	f, err := os.Open(p)

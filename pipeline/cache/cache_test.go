@@ -16,6 +16,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/cavforge/cavforge/pipeline/atomicfile"
 )
 
 func newCache(t *testing.T) (Cache, *logtest.Hook) {
@@ -348,6 +350,24 @@ func TestCrashMidWrite(t *testing.T) {
 		s, d, ok, err := c.Get(key)
 		if !ok || err != nil || !slices.Equal(s, []int64{1}) || !slices.Equal(d, []float32{42}) {
 			t.Errorf("after crash got %v %v ok=%v err=%v, want the old entry", s, d, ok, err)
+		}
+		// The next run removes the dead writer's temp file, and only that:
+		// one of this live process stays.
+		f, undo, err := atomicfile.CreateTemp(filepath.Join(c.Dir, key[:2]), "live.f32")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		defer undo.Now()
+		removed, err := c.RemoveLeftovers()
+		if err != nil || len(removed) != 1 || !strings.Contains(removed[0], ".tmp-") {
+			t.Errorf("RemoveLeftovers: %v, %v; want the crashed write's temp file", removed, err)
+		}
+		if _, err := os.Stat(f.Name()); err != nil {
+			t.Errorf("a live process's temp file was removed: %v", err)
+		}
+		if _, _, ok, _ := c.Get(key); !ok {
+			t.Error("the entry went with the leftovers")
 		}
 		if w := warnings(hook); len(w) != 0 {
 			t.Errorf("warnings: %v", w[0].Message)

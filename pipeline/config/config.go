@@ -250,6 +250,10 @@ type Facet struct {
 	// CompareAttack also renders with the facet probe fitted on the attacked
 	// concept set; it needs an attack on the facet concept. Default: false.
 	CompareAttack bool `yaml:"compare_attack"`
+	// PoisonedFrom is an earlier run directory whose attack on the facet
+	// concept gives the attacked set for compare_attack, instead of this
+	// run's attack stage (which `--stages facets` leaves out). Default: none.
+	PoisonedFrom string `yaml:"poisoned_from,omitempty"`
 }
 
 // FacetTarget is a class (YAML: a label name or index) or a channel of a

@@ -105,7 +105,11 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 		return nil, err
 	}
 	c.dir = dir
-	for _, p := range []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root} {
+	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root}
+	for i := range c.Facets {
+		paths = append(paths, &c.Facets[i].PoisonedFrom)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) && dir != "" {
 			*p = filepath.Join(dir, *p)
 		}

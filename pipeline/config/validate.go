@@ -119,8 +119,14 @@ func (c *Config) validateTCAV(v *validator) {
 		v.check(len(t.Concepts) > 0, "tcav.concepts", "required when tcav.targets is set")
 		v.check(len(t.Layers) > 0, "tcav.layers", "required when tcav.targets is set")
 	}
+	targets := c.targets()
 	for _, k := range sortedKeys(t.ClassSets) {
 		v.required("tcav.class_sets."+k, t.ClassSets[k])
+		// A key mapped to itself is a default derived from an earlier target
+		// list (Set keeps those); any other key must be a target, or it is a
+		// typo that leaves the real target on its default folder.
+		v.check(targets[k] || t.ClassSets[k] == k, "tcav.class_sets."+k,
+			"%q is not a target (targets: %s)", k, strings.Join(slices.Sorted(maps.Keys(targets)), ", "))
 	}
 
 	r := t.Random
@@ -195,6 +201,23 @@ func (c *Config) validateAttack(v *validator, i int) {
 	}
 }
 
+// targets are the classes any stage explains or attacks, by name or index.
+func (c *Config) targets() map[string]bool {
+	out := map[string]bool{}
+	for _, t := range c.TCAV.Targets {
+		out[t] = true
+	}
+	for _, a := range c.Attack {
+		out[a.Target] = true
+	}
+	for _, f := range c.Facets {
+		if f.Target.Class != "" {
+			out[f.Target.Class] = true
+		}
+	}
+	return out
+}
+
 func (c *Config) validateFacet(v *validator, i int) {
 	f := c.Facets[i]
 	key := func(name string) string { return fmt.Sprintf("facets.%d.%s", i, name) }
@@ -213,12 +236,15 @@ func (c *Config) validateFacet(v *validator, i int) {
 	v.positiveInt(key("size"), f.Size)
 	v.positiveInt(key("steps"), f.Steps)
 	v.positive(key("lr"), f.LR)
-	if f.CompareAttack {
+	if f.PoisonedFrom != "" {
+		v.check(f.CompareAttack, key("poisoned_from"), "is used by compare_attack, which is false")
+	}
+	if f.CompareAttack && f.PoisonedFrom == "" {
 		attacked := false
 		for _, a := range c.Attack {
 			attacked = attacked || a.Concept == f.Facet
 		}
-		v.check(attacked, key("compare_attack"), "no attack on concept %q to compare with", f.Facet)
+		v.check(attacked, key("compare_attack"), "no attack on concept %q to compare with (add one, or set %s to an earlier run directory)", f.Facet, key("poisoned_from"))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
@@ -73,6 +74,9 @@ func Render(net Network, p Param, obj Objective, st Settings) (*Result, error) {
 	res := &Result{Trace: make([]float64, 0, st.Steps)}
 	defer st.Progress.Done()
 	for step := range st.Steps {
+		if err := interrupt.Err(); err != nil { // between steps: a safe point
+			return nil, err
+		}
 		st.Progress.Add(1)
 		v, err := renderStep(net, p, obj, layers, st, step)
 		if err != nil {

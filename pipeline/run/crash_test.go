@@ -368,7 +368,13 @@ func TestKillNineAtRandomPointsThenRerun(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("kill %d at %v: the rerun's results.json differs from an uninterrupted run's", k, at)
 		}
-		checkCache(t, cacheDir)
+		// The next run in the same place removed what the killed one left.
+		if _, temps := checkCache(t, cacheDir); temps != 0 {
+			t.Errorf("kill %d: %d temp files of the killed run still in the cache after the next run", k, temps)
+		}
+		if partials, _ := filepath.Glob(filepath.Join(dir, run.PartialPrefix(out)+"*")); len(partials) > 0 {
+			t.Errorf("kill %d: %v still there after the next run", k, partials)
+		}
 		what := "killed"
 		if exitedFirst {
 			what = "finished before the kill"

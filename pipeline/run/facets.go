@@ -79,15 +79,25 @@ func (e *experiment) facet(f config.Facet) error {
 	}
 	entry.CleanProjection, entry.CleanTarget = sumProjections(cleanM), cleanM.Target
 	if f.CompareAttack {
-		dir, err := e.attackedSetDir(f)
-		if err != nil {
+		root, dir := e.dir, ""
+		if f.PoisonedFrom != "" {
+			abs, err := poisonedSet(f)
+			if err != nil {
+				return fmt.Errorf("poisoned_from: %w", err)
+			}
+			root, dir = filepath.Dir(abs), filepath.Base(abs)
+		} else if dir, err = e.attackedSetDir(f); err != nil {
 			return err
 		}
-		files, err := images.ListSet(e.dir, dir, false, e.log)
+		files, err := images.ListSet(root, dir, false, e.log)
 		if err != nil {
 			return fmt.Errorf("compare_attack: the attack stage left no poisoned %s images at %s: %w", f.Facet, dir, err)
 		}
-		hash, err := images.ListHash(e.dir, files)
+		if f.PoisonedFrom != "" {
+			dir = filepath.Join(root, dir)
+			e.log.WithField("facet", f.Facet).Infof("compare_attack: the poisoned %s set is %s's (%d images)", f.Facet, dir, len(files))
+		}
+		hash, err := images.ListHash(root, files)
 		if err != nil {
 			return err
 		}

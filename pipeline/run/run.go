@@ -4,18 +4,21 @@
 package run
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -26,6 +29,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
@@ -42,6 +46,9 @@ type Options struct {
 	Progress *progress.Bars
 	// Stages limits the run to some of tcav, attack, facets; empty runs all.
 	Stages []string
+	// Overrides are the command line's --set key=value, for the manifest
+	// (the resolved config already holds their values).
+	Overrides []string
 }
 
 // Manifest is manifest.json: what is needed to reproduce and audit a run.
@@ -62,6 +69,10 @@ type Manifest struct {
 	End        time.Time          `json:"end"`
 	Stages     map[string]float64 `json:"stage_seconds"`
 	CacheHits  int                `json:"cache_hits"`
+	// Selected are the stages the run was limited to (--stages); none: all.
+	Selected []string `json:"stages,omitempty"`
+	// Overrides are the --set overrides of the command line, in order.
+	Overrides []string `json:"overrides,omitempty"`
 }
 
 // experiment is the state one run shares between its stages.
@@ -89,12 +100,24 @@ type experiment struct {
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
 // begins (it sits beside out); a leftover one is an interrupted run.
-func PartialPrefix(out string) string { return "." + filepath.Base(out) + ".partial-" }
+func PartialPrefix(out string) string { return atomicfile.PartialPrefix(filepath.Base(out)) }
+
+// RunID names a run directory: the start time to the millisecond (so that
+// ids sort by time), the config hash, and a random part, so that runs of one
+// config started together, in a job array say, never collide.
+func RunID(start time.Time, cfgHash string) string {
+	var r [4]byte
+	rand.Read(r[:])
+	return start.UTC().Format("20060102-150405.000") + "-" + cfgHash[:8] + "-" + hex.EncodeToString(r[:])
+}
 
 // Run executes cfg and returns the run directory. Nothing is left at the
 // final path unless the run succeeds: it is built in a sibling temporary
-// directory and renamed into place.
-func Run(cfg *config.Config, opts Options) (string, error) {
+// directory and renamed into place, and an out that already holds anything
+// (a file, a link, a folder that is not empty) is an error before any work.
+// On SIGINT or SIGTERM (see package interrupt) it stops at the next stage,
+// removes what it wrote and returns an *interrupt.Error.
+func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	log := opts.Log
 	if log == nil {
 		log = logrus.StandardLogger()
@@ -108,25 +131,53 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := opts.Out
-	if out == "" {
-		out = filepath.Join("runs", cfg.Name, start.Format("20060102-150405")+"-"+cfgHash[:8])
-	}
-	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
-		return "", fmt.Errorf("run directory %s exists and is not empty", out)
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := CheckStages(cfg, opts.Stages); err != nil {
 		return "", err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(out), PartialPrefix(out))
+	out := opts.Out
+	if out == "" {
+		out = filepath.Join("runs", cfg.Name, RunID(start, cfgHash))
+	}
+	if err := checkOut(out); err != nil {
+		return "", err
+	}
+	parents, err := interrupt.Track(func() (func(), error) { return mkdirAll(filepath.Dir(out)) })
 	if err != nil {
 		return "", err
 	}
+	defer parents.Now() // removes only the folders it made, and only if empty
+	removeLeftovers(filepath.Dir(out), log)
+	removed, err := cache.Cache{Dir: cfg.CacheDir}.RemoveLeftovers()
+	if len(removed) > 0 {
+		log.Warnf("cache %s: removed %d temp files left by runs killed while writing an entry (%s)",
+			cfg.CacheDir, len(removed), strings.Join(removed, ", "))
+	}
+	if err != nil {
+		log.Warnf("cache %s: cannot remove what killed runs left: %v", cfg.CacheDir, err)
+	}
+	tmp, partial, err := atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
+	for i := 0; i < 3 && errors.Is(err, fs.ErrNotExist); i++ {
+		// A failed run of the same name removed runs/<name>/ while it was
+		// empty, between the two calls: make it again.
+		if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
+			tmp, partial, err = atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	defer partial.Now()
+	interrupt.SetNote("nothing written to " + out)
+	defer interrupt.SetNote("")
+	defer func() {
+		if ie := interrupt.Err(); err != nil && ie != nil {
+			err = &interrupt.Error{Signal: interrupt.As(ie).Signal, Detail: "nothing written to " + out}
+		}
+	}()
 	// MkdirTemp makes it private; a run directory is for the whole group.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
 
 	logFile, err := os.Create(filepath.Join(tmp, "log.jsonl"))
 	if err != nil {
@@ -140,7 +191,8 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), effects: map[string]string{}, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
-		Stages: map[string]float64{}, ImageLists: map[string]string{}}
+		Stages: map[string]float64{}, ImageLists: map[string]string{},
+		Selected: opts.Stages, Overrides: opts.Overrides}
 	if err := e.run(); err != nil {
 		return "", err
 	}
@@ -161,13 +213,80 @@ func Run(cfg *config.Config, opts Options) (string, error) {
 	if err := e.timed("report", func() error { return report.Write(tmp, &e.results) }); err != nil {
 		return "", err
 	}
-	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := interrupt.Err(); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		return "", err
+	// rename(2) of a directory replaces an empty folder only; never a file,
+	// a link or a folder that another process filled meanwhile. (os.Rename
+	// refuses every existing folder.)
+	if err := syscall.Rename(tmp, out); err != nil {
+		return "", fmt.Errorf("run directory %s: %w (it was created while the run went on; the run's results are discarded)", out, err)
 	}
+	partial.Keep()
+	parents.Keep()
 	return out, nil
+}
+
+// checkOut refuses a run directory that holds anything already: the user's
+// file or link, or a folder with anything in it, a finished run included.
+func checkOut(out string) error {
+	fi, err := os.Lstat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("run directory %s: %w", out, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("run directory %s is a symbolic link; give a new or empty folder (nothing was changed)", out)
+	case !fi.IsDir():
+		return fmt.Errorf("run directory %s is an existing file; give a new or empty folder (nothing was changed)", out)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		return fmt.Errorf("run directory %s: %w", out, err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(out, report.ResultsFile)); err == nil {
+		return fmt.Errorf("run directory %s holds a finished run; give a new or empty folder (nothing was changed)", out)
+	}
+	return fmt.Errorf("run directory %s exists and is not empty; give a new or empty folder (nothing was changed)", out)
+}
+
+// mkdirAll makes dir and its missing parents, and returns how to remove the
+// ones it made, deepest first, as long as they are empty (a failed run
+// leaves no empty runs/<name>/ behind; one that another run filled stays).
+func mkdirAll(dir string) (undo func(), err error) {
+	var made []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return func() {
+		for _, d := range made {
+			if syscall.Rmdir(d) != nil {
+				return
+			}
+		}
+	}, nil
+}
+
+// removeLeftovers removes the partial directories that killed runs (kill -9,
+// a lost node) left in dir, with a warning for each.
+func removeLeftovers(dir string, log *logrus.Logger) {
+	removed, err := atomicfile.RemoveLeftovers(dir)
+	for _, p := range removed {
+		log.Warnf("removed %s, left by a run that was killed before it finished", p)
+	}
+	if err != nil {
+		log.Warnf("cannot remove what killed runs left in %s: %v", dir, err)
+	}
 }
 
 func (e *experiment) run() error {
@@ -195,6 +314,9 @@ func (e *experiment) run() error {
 	for _, st := range steps {
 		if !e.wants(st.name) {
 			continue
+		}
+		if err := interrupt.Err(); err != nil {
+			return err
 		}
 		if err := e.timed(st.name, st.f); err != nil {
 			return err
@@ -268,6 +390,10 @@ func (e *experiment) loadModel() error {
 		}
 		if len(e.labels) != e.classes {
 			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
+		}
+		if dup := repeated(e.labels); len(dup) > 0 {
+			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
+				cfg.Model.Labels, strings.Join(dup, ", "))
 		}
 	}
 	for _, t := range e.targets() {
@@ -369,10 +495,18 @@ func (e *experiment) classSet(target string) string {
 
 // classIndex resolves a target written as a label name or an index.
 func (e *experiment) classIndex(target string) (int, error) {
+	var found []int
 	for i, l := range e.labels {
 		if l == target {
-			return i, nil
+			found = append(found, i)
 		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		return 0, fmt.Errorf("target %q names %d classes in the labels file %s (indices %s); give the index instead",
+			target, len(found), e.cfg.Model.Labels, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(found)), ", "), "[]"))
 	}
 	if i, err := strconv.Atoi(target); err == nil {
 		if i < 0 || i >= e.classes {
@@ -399,6 +533,19 @@ func readLabels(path string) ([]string, error) {
 		return nil, fmt.Errorf("model.labels %s is empty", path)
 	}
 	return out, nil
+}
+
+// repeated are the names that occur more than once, in order of first
+// occurrence (ImageNet's labels have "crane" and "maillot" twice).
+func repeated(names []string) []string {
+	count := map[string]int{}
+	var out []string
+	for _, n := range names {
+		if count[n]++; count[n] == 2 && n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // FileHash is the SHA-256 of a file, as the manifest records the model.

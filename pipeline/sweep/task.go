@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -78,6 +79,7 @@ func (s *Sweep) RunTask(i int, opts run.Options, extra ...string) (dir string, s
 	cfg, err := s.Config(i, extra...)
 	if err == nil {
 		opts.Out = dir
+		opts.Overrides = append(slices.Clone(t.Overrides), extra...)
 		log.WithFields(logrus.Fields{"task": i, "overrides": t.text()}).Info("sweep task start")
 		_, err = run.Run(cfg, opts)
 	}
