@@ -6,6 +6,7 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
@@ -60,6 +61,9 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 	res := &Result{}
 	defer b.Progress.Done()
 	for step := 0; step < b.Steps && b.Eps > 0; step++ {
+		if err := interrupt.Err(); err != nil { // between steps: a safe point
+			return nil, err
+		}
 		b.Progress.Add(1)
 		loss, err := st.step(m, layer, obj, b, batch)
 		if err != nil {

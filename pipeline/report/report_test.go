@@ -112,7 +112,7 @@ func TestJSONShape(t *testing.T) {
 	attack := doc["attack"].([]any)
 	a := attack[0].(map[string]any)
 	check("attack entry", a, "concept", "target", "layer", "goal", "objective", "eps", "norm", "before", "after",
-		"linf", "l2_mean", "psnr_mean", "changed_prediction", "images")
+		"linf", "l2_mean", "psnr_mean", "changed_prediction", "class_logit_change", "stealth_weight", "images")
 	check("attack before", a["before"].(map[string]any), "mean", "std", "p_value", "significant", "direction", "random_mean")
 	check("facet entry", doc["facets"].([]any)[0].(map[string]any), "target", "facet", "clean", "attacked")
 
