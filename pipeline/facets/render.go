@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
-
-	gotorch "github.com/wangkuiyi/gotorch"
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
@@ -60,15 +57,8 @@ func Render(net Network, p Param, obj Objective, st Settings) (*Result, error) {
 		return nil, fmt.Errorf("render: %d steps at learning rate %g", st.Steps, st.LR)
 	}
 	leaves := p.Leaves()
-	opt := gotorch.Adam(st.LR, 0.9, 0.999, 0)
-	// Freed here, not by gotorch's finalizer: its state is device memory.
-	runtime.SetFinalizer(opt.Opt, nil)
+	opt := torch.NewAdam(leaves, st.LR, 0.9, 0.999, 0)
 	defer opt.Close()
-	views := make([]gotorch.Tensor, len(leaves))
-	for i, l := range leaves {
-		views[i] = l.Gotorch()
-	}
-	opt.AddParameters(views)
 
 	layers := obj.Layers()
 	res := &Result{Trace: make([]float64, 0, st.Steps)}
@@ -85,7 +75,6 @@ func Render(net Network, p Param, obj Objective, st Settings) (*Result, error) {
 		res.Trace = append(res.Trace, v)
 		opt.Step()
 	}
-	runtime.KeepAlive(views)
 
 	s := torch.NewScope()
 	defer s.Close()
