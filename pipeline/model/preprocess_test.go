@@ -200,3 +200,26 @@ func TestPlanAndEffect(t *testing.T) {
 		t.Error("resize below the input size: no error")
 	}
 }
+
+// Normalize applies each channel's own mean and std, on the pixel range:
+// (lo + x·(hi−lo) − mean_c)/std_c, checked by hand with three different
+// channels so that a channel mix-up cannot pass.
+func TestNormalizeUsesEachChannelsOwnMeanAndStd(t *testing.T) {
+	in := Input{Size: [2]int{1, 2}, Mean: [3]float64{10, 100, 200}, Std: [3]float64{2, 4, 8}, PixelRange: [2]float64{0, 255}}
+	m := demoModel(t, in)
+	defer m.Close()
+	s := torch.NewScope()
+	defer s.Close()
+	x := []float32{0, 1, 0.2, 0.4, 0.6, 0.8} // [1,3,1,2]
+	got, err := m.Normalize(s, s.FromFloat32(x, []int64{1, 3, 1, 2}, testDevice())).Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range x {
+		c := i / 2
+		want := (float64(v)*255 - in.Mean[c]) / in.Std[c]
+		if math.Abs(float64(got[i])-want) > 1e-4 {
+			t.Errorf("channel %d value %g: got %g, want %g", c, v, got[i], want)
+		}
+	}
+}

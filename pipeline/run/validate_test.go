@@ -2,6 +2,7 @@ package run
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,35 @@ func TestValidatePrintsTheEffectivePreprocessing(t *testing.T) {
 	for _, want := range []string{"images are resized straight to 64x64", "striped", "20 images, 64x64 (20) → used as they are"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("validate output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// The cache key covers everything that determines a value: a run that
+// changes the preprocessing reuses nothing; one that changes only the CAV
+// classifier's settings reuses the activations and class gradients (2
+// concepts + 6 random sets + 1 class set) and refits every CAV.
+func TestEveryInputOfAValueIsInItsCacheKey(t *testing.T) {
+	shared := "cache_dir=" + filepath.Join(t.TempDir(), "cache")
+	root := t.TempDir()
+	if _, m := mustRun(t, demoConfig(t, "", shared), filepath.Join(root, "first")); m.CacheHits != 0 {
+		t.Fatalf("first run on an empty cache: %d hits", m.CacheHits)
+	}
+	for i, tc := range []struct {
+		name string
+		set  []string
+		hits int
+	}{
+		{"one channel's mean", []string{"model.input.mean=[0.5,0.45,0.5]"}, 0},
+		{"one channel's std", []string{"model.input.std=[0.25,0.25,0.3]"}, 0},
+		{"a center crop", []string{"model.input.resize=72", "model.input.crop=center"}, 0},
+		{"the pixel range", []string{"model.input.pixel_range=[0,2]"}, 0},
+		{"the classifier's penalty", []string{"tcav.cav.alpha=0.02"}, 9},
+		{"the held-out split", []string{"tcav.cav.test_fraction=0.4"}, 9},
+	} {
+		_, m := mustRun(t, demoConfig(t, "", append([]string{shared}, tc.set...)...), filepath.Join(root, fmt.Sprint(i)))
+		if m.CacheHits != tc.hits {
+			t.Errorf("changing %s: %d cache hits, want %d", tc.name, m.CacheHits, tc.hits)
 		}
 	}
 }
