@@ -1,6 +1,7 @@
 // Package stats holds the statistics behind TCAV significance: summary
-// statistics of score lists, Student t-tests, and the decision that says
-// whether a concept's scores differ from the random baseline and on which side.
+// statistics of score lists, Student t-tests, the calibrated rank test, the
+// decision that says whether a concept's scores differ from the random
+// baseline and on which side, and binomial intervals for measured rates.
 package stats
 
 import (
@@ -142,6 +143,9 @@ const (
 	TwoSample Method = "two-sample"
 	// OneSample compares concept scores with 0.5 (the paper).
 	OneSample Method = "one-sample"
+	// Calibrated ranks the concept's mean score among the mean scores of
+	// the random sets, each scored as if it were a concept (see RankTest).
+	Calibrated Method = "calibrated"
 )
 
 // Chance is the TCAV score of a direction that carries no information: the
@@ -159,11 +163,18 @@ const (
 // Significance is the decision for one concept at one target and layer.
 type Significance struct {
 	PValue      float64
-	Significant bool // PValue < the threshold
+	Significant bool // PValue < the threshold (≤ for Calibrated, whose p-values are exact ranks)
 	// Direction compares the mean concept score with the mean
-	// random-vs-random score. A two-sided test also flags concepts far
-	// below the baseline; those must not be read as important.
+	// random-vs-random score (with the centre of the null for Calibrated).
+	// A two-sided test also flags concepts far below the baseline; those
+	// must not be read as important.
 	Direction Direction
+	// Resolution is set when no outcome could be significant at the
+	// threshold: a Calibrated test with too few random sets.
+	Resolution string
+	// Needed is how many random sets the Calibrated test needs to reach the
+	// threshold; 0 for the t-tests.
+	Needed int
 }
 
 // Important reports whether the concept is significantly above the random
@@ -189,7 +200,7 @@ func Test(concept, random []float64, method Method, threshold float64) (Signific
 	case OneSample:
 		tt, err = OneSampleT(concept, Chance)
 	default:
-		return Significance{}, fmt.Errorf("significance: unknown test %q (want %q or %q)", method, TwoSample, OneSample)
+		return Significance{}, fmt.Errorf("significance: unknown t-test %q (want %q or %q; %q is RankSignificance)", method, TwoSample, OneSample, Calibrated)
 	}
 	if err != nil {
 		return Significance{}, fmt.Errorf("significance: %w", err)
@@ -202,4 +213,101 @@ func Test(concept, random []float64, method Method, threshold float64) (Signific
 		dir = Below
 	}
 	return Significance{PValue: tt.P, Significant: tt.P < threshold, Direction: dir}, nil
+}
+
+// RankTest is the calibrated test's p-value: where the concept's statistic
+// obs falls among the null statistics, the same statistic computed for each
+// random set scored as if it were a concept. Under the null hypothesis that
+// the concept set is one more draw of random images, obs and the R null
+// values are exchangeable, so
+//
+//	p = #{x ∈ null ∪ {obs} : |x − c| ≥ |obs − c|} / (R + 1)
+//
+// with c the mean of all R+1 values (a symmetric function of them, which
+// keeps the exchangeability) satisfies P(p ≤ α) ≤ α exactly; ties count
+// against the concept. The smallest attainable p is 1/(R+1). It is
+// two-sided; Direction says on which side of c obs lies.
+func RankTest(obs float64, null []float64) (p, centre float64, err error) {
+	if len(null) == 0 {
+		return 0, 0, errors.New("rank test: no null values")
+	}
+	if err := finite(append([]float64{obs}, null...)); err != nil {
+		return 0, 0, fmt.Errorf("rank test: %w", err)
+	}
+	centre = Mean(append([]float64{obs}, null...))
+	d := math.Abs(obs - centre)
+	// Scores are fractions of a few class images averaged over sets: equal
+	// distances may differ in the last bits, which must still count as ties.
+	tol := 1e-9 * math.Max(1, d)
+	count := 1
+	for _, x := range null {
+		if math.Abs(x-centre) >= d-tol {
+			count++
+		}
+	}
+	return float64(count) / float64(len(null)+1), centre, nil
+}
+
+// MinRankP is the smallest p-value RankTest can give with r random sets.
+func MinRankP(r int) float64 { return 1 / float64(r+1) }
+
+// RandomSetsNeeded is the fewest random sets with which RankTest can reach
+// threshold: r + 1 ≥ 1/threshold.
+func RandomSetsNeeded(threshold float64) int {
+	if threshold <= 0 || threshold >= 1 {
+		return 0
+	}
+	return int(math.Ceil(1/threshold*(1-1e-12))) - 1
+}
+
+// Reachable reports whether p ≤ threshold is possible with r random sets.
+func Reachable(r int, threshold float64) bool { return r >= RandomSetsNeeded(threshold) }
+
+// Resolution is what a calibrated result says when r random sets cannot
+// reach the threshold.
+func Resolution(r int) string {
+	return fmt.Sprintf("cannot reach alpha with %d random sets", r)
+}
+
+// RankSignificance decides the calibrated test for one concept: obs is its
+// statistic, null the random sets' ones, threshold the per-test alpha. With
+// too few random sets for the threshold it is never significant and says so.
+func RankSignificance(obs float64, null []float64, threshold float64) (Significance, error) {
+	p, centre, err := RankTest(obs, null)
+	if err != nil {
+		return Significance{}, fmt.Errorf("significance: %w", err)
+	}
+	dir := Above
+	if obs < centre {
+		dir = Below
+	}
+	s := Significance{PValue: p, Direction: dir, Needed: RandomSetsNeeded(threshold)}
+	if !Reachable(len(null), threshold) {
+		s.Resolution = Resolution(len(null))
+		return s, nil
+	}
+	// The rank p-value is exact, so p ≤ α keeps the false-alarm rate at α;
+	// the tolerance absorbs 1/20 ≠ 0.05 in floating point.
+	s.Significant = p <= threshold*(1+1e-12)
+	return s, nil
+}
+
+// Interval is a two-sided confidence interval for a proportion.
+type Interval struct{ Lo, Hi float64 }
+
+// ClopperPearson is the exact binomial confidence interval, at level 1 − a,
+// for k successes in n trials: the Beta quantiles
+// Lo = B(a/2; k, n−k+1), Hi = B(1−a/2; k+1, n−k).
+func ClopperPearson(k, n int, a float64) Interval {
+	if n <= 0 {
+		return Interval{0, 1}
+	}
+	iv := Interval{0, 1}
+	if k > 0 {
+		iv.Lo = distuv.Beta{Alpha: float64(k), Beta: float64(n - k + 1)}.Quantile(a / 2)
+	}
+	if k < n {
+		iv.Hi = distuv.Beta{Alpha: float64(k + 1), Beta: float64(n - k)}.Quantile(1 - a/2)
+	}
+	return iv
 }

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -229,5 +230,125 @@ func TestTestErrors(t *testing.T) {
 	}
 	if _, err := Test(tcavScores, []float64{math.NaN(), 0.5}, OneSample, 0.05); err == nil {
 		t.Error("NaN random score: no error")
+	}
+}
+
+func TestRankTestKnownAnswers(t *testing.T) {
+	tests := []struct {
+		name      string
+		obs       float64
+		null      []float64
+		p, centre float64
+	}{
+		// by hand: centre (1 + 19·0.5)/20 = 0.525; only obs is 0.475 away.
+		{"most extreme of 20", 1, repeat(0.5, 19), 1.0 / 20, 0.525},
+		// by hand: centre (0.9+0.9+1.5)/5 = 0.66; the tied 0.9 counts against obs.
+		{"tie counts against the concept", 0.9, []float64{0.9, 0.5, 0.5, 0.5}, 2.0 / 5, 0.66},
+		// by hand: centre 0.5, obs at it: every value is at least as far.
+		{"at the centre", 0.5, []float64{0.4, 0.6, 0.3, 0.7}, 1, 0.5},
+		// by hand: far below; centre (0 + 0.5·9)/10 = 0.45.
+		{"far below", 0, repeat(0.5, 9), 1.0 / 10, 0.45},
+	}
+	for _, tt := range tests {
+		p, c, err := RankTest(tt.obs, tt.null)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !close(p, tt.p, 1e-12) || !close(c, tt.centre, 1e-12) {
+			t.Errorf("%s: p %g, centre %g; want %g and %g", tt.name, p, c, tt.p, tt.centre)
+		}
+	}
+	if _, _, err := RankTest(0.5, nil); err == nil {
+		t.Error("no null values: no error")
+	}
+	if _, _, err := RankTest(math.NaN(), []float64{0.5}); err == nil {
+		t.Error("NaN statistic: no error")
+	}
+}
+
+func repeat(x float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = x
+	}
+	return out
+}
+
+// Under exchangeability the rank p-value is exact: with R = 19 and iid
+// statistics, p ≤ 0.05 happens 1 time in 20. A centre taken from the null
+// alone, or a strict "<", would drift from that rate.
+func TestRankTestIsExactUnderExchangeability(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const trials, R = 20000, 19
+	hits := 0
+	null := make([]float64, R)
+	for i := 0; i < trials; i++ {
+		for j := range null {
+			null[j] = r.NormFloat64()
+		}
+		s, err := RankSignificance(r.NormFloat64(), null, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Significant {
+			hits++
+		}
+	}
+	iv := ClopperPearson(hits, trials, 0.001)
+	if iv.Lo > 0.05 || iv.Hi < 0.05 {
+		t.Fatalf("false-alarm rate %d/%d, 99.9%% interval [%.4f, %.4f] excludes 0.05", hits, trials, iv.Lo, iv.Hi)
+	}
+}
+
+func TestRankSignificanceSaysWhenAlphaIsOutOfReach(t *testing.T) {
+	// 10 random sets: the smallest p is 1/11 > 0.05.
+	s, err := RankSignificance(1, repeat(0.5, 10), 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Significant || s.Resolution != "cannot reach alpha with 10 random sets" || s.Needed != 19 || s.Direction != Above {
+		t.Fatalf("%+v; want not significant, a resolution, 19 needed, above", s)
+	}
+	s, _ = RankSignificance(1, repeat(0.5, 19), 0.05)
+	if !s.Significant || s.Resolution != "" {
+		t.Fatalf("19 random sets at 0.05: %+v; want significant, no resolution", s)
+	}
+	s, _ = RankSignificance(0, repeat(0.5, 19), 0.05)
+	if !s.Significant || s.Direction != Below || s.Important() {
+		t.Fatalf("far below: %+v; want significant below, not important", s)
+	}
+}
+
+func TestRandomSetsNeeded(t *testing.T) {
+	for _, tt := range []struct {
+		threshold float64
+		want      int
+	}{{0.05, 19}, {0.05 / 3, 59}, {0.01, 99}, {0.025, 39}, {0.3, 3}} {
+		if got := RandomSetsNeeded(tt.threshold); got != tt.want {
+			t.Errorf("RandomSetsNeeded(%g) = %d, want %d", tt.threshold, got, tt.want)
+		}
+		if MinRankP(tt.want) > tt.threshold*(1+1e-12) || MinRankP(tt.want-1) <= tt.threshold {
+			t.Errorf("threshold %g: %d sets is not the fewest that reach it", tt.threshold, tt.want)
+		}
+	}
+}
+
+func TestClopperPearson(t *testing.T) {
+	tests := []struct {
+		k, n   int
+		lo, hi float64
+		source string
+	}{
+		// by hand: k = 0 gives Hi = 1 − (a/2)^(1/n).
+		{0, 10, 0, 1 - math.Pow(0.025, 0.1), "by hand"},
+		// R's binom.test(5, 10)$conf.int, printed to 7 digits.
+		{5, 10, 0.1870860, 0.8129140, "binom.test"},
+		{10, 10, math.Pow(0.025, 0.1), 1, "by hand"},
+	}
+	for _, tt := range tests {
+		iv := ClopperPearson(tt.k, tt.n, 0.05)
+		if !close(iv.Lo, tt.lo, 1e-6) || !close(iv.Hi, tt.hi, 1e-6) {
+			t.Errorf("ClopperPearson(%d, %d) = [%.17g, %.17g], want [%.17g, %.17g] (%s)", tt.k, tt.n, iv.Lo, iv.Hi, tt.lo, tt.hi, tt.source)
+		}
 	}
 }
