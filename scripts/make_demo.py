@@ -7,6 +7,9 @@ Writes, under testdata/demo/ (or --out):
       concepts: striped, dotted, zigzagged, checkered (drawn unlike the classes:
                 other colours, scales and shapes, so the concept is the texture)
       random:   random500_0 .. random500_9 (natural-ish clutter, one seed per set)
+      random_pool: 2000 more images from the same generator, one stream, for
+                `tcav.random.from` (many disjoint random sets: the calibrated
+                significance test needs about 1/alpha of them)
   model.pt     the CNN, torch.jit.trace'd, eval mode, input [N,3,64,64] normalized
                with mean 0.5 / std 0.25 per channel (normalization is NOT in the model)
   labels.txt   class names, one per line, in output-index order
@@ -32,7 +35,7 @@ model.pt, and prints the scores; `--check-only` reruns just that check.
 Everything is seeded: two runs write the same PNG bytes and, with the same
 torch build and checkout path, a byte-identical model.pt.
 
-Usage:  /usr/bin/python3 scripts/make_demo.py [--out testdata/demo] [--seed 0]
+Usage:  /usr/bin/python3 scripts/make_demo.py [--out testdata/demo] [--seed 0] [--pool-only]
 """
 import argparse
 import os
@@ -63,6 +66,8 @@ STD = 0.25
 N_CLASS_IMAGES = 30
 N_CONCEPT_IMAGES = 30
 N_RANDOM_IMAGES = 30
+N_POOL_IMAGES = 2000
+POOL = "random_pool"
 N_TRAIN_PER_CLASS = 600
 N_VAL_PER_CLASS = 150
 CLUTTER_PRIOR = 0.3
@@ -315,7 +320,7 @@ GENERATORS = {
 
 
 def generator(set_name):
-    return gen_random if set_name.startswith("random500_") else GENERATORS[set_name]
+    return gen_random if set_name.startswith("random500_") or set_name == POOL else GENERATORS[set_name]
 
 
 def make_set(seed, stream, set_name, n):
@@ -333,11 +338,18 @@ def write_data(out, seed):
     sets = [(c, N_CLASS_IMAGES) for c in CLASSES] + [(c, N_CONCEPT_IMAGES) for c in CONCEPTS] + \
            [("random500_%d" % i, N_RANDOM_IMAGES) for i in range(N_RANDOM)]
     for name, n in sets:
-        d = os.path.join(data, name)
-        os.makedirs(d)
-        for i, im in enumerate(make_set(seed, "written", name, n)):
-            Image.fromarray(im).save(os.path.join(d, "%03d.png" % i), optimize=True)
-    return [s for s, _ in sets]
+        write_set(data, seed, name, n)
+    write_set(data, seed, POOL, N_POOL_IMAGES)
+    return [s for s, _ in sets] + [POOL]
+
+
+def write_set(data, seed, name, n):
+    d = os.path.join(data, name)
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    for i, im in enumerate(make_set(seed, "written", name, n)):
+        Image.fromarray(im).save(os.path.join(d, "%04d.png" % i if n > 1000 else "%03d.png" % i), optimize=True)
 
 
 # ----------------------------------------------------------------------------
@@ -594,10 +606,17 @@ def main():
     ap.add_argument("--check-layers", default="block2,block3")
     ap.add_argument("--check-cav", default="mean-diff,logistic,sgd-hinge")
     ap.add_argument("--check-only", action="store_true", help="only run the TCAV check on an existing demo")
+    ap.add_argument("--pool-only", action="store_true",
+                    help="only (re)write data/%s, leaving the model and the other sets as they are" % POOL)
     args = ap.parse_args()
     torch.set_num_threads(1)  # reproducible float sums; the model is tiny
     out = os.path.normpath(args.out)
 
+    if args.pool_only:
+        t0 = time.time()
+        write_set(os.path.join(out, "data"), args.seed, POOL, N_POOL_IMAGES)
+        print("wrote %d images to %s in %.1fs" % (N_POOL_IMAGES, os.path.join(out, "data", POOL), time.time() - t0))
+        return 0
     if not args.check_only:
         t0 = time.time()
         sets = write_data(out, args.seed)

@@ -119,13 +119,20 @@ type TCAV struct {
 }
 
 // RandomSets names the random image folders. In YAML it is either
-// {prefix: P, count: N}, meaning folders P0 … P(N-1), or an explicit list of
-// folder names. Either way Sets holds the resolved names.
+// {prefix: P, count: N}, meaning folders P0 … P(N-1), {from: DIR, count: N},
+// meaning N disjoint sets of data.max_images drawn (seeded) from the one
+// folder data.root/DIR of random images, or an explicit list of folder
+// names. Either way Sets holds the resolved names.
 type RandomSets struct {
 	// Prefix and Count describe the sets in the {prefix, count} form; Prefix
 	// is "" when the sets were listed. Default: random500_ and 10.
 	Prefix string `yaml:"prefix"`
 	Count  int    `yaml:"count"`
+	// From is a pool folder under data.root to draw Count disjoint sets of
+	// data.max_images from, named DIR[0] … DIR[Count-1]; the pool needs
+	// Count·max_images images. It replaces the folders named by Prefix: an
+	// easy way to the many random sets a calibrated test needs. Default: "".
+	From string `yaml:"from"`
 	// Sets are the folder names, in order.
 	Sets []string `yaml:"-"`
 }
@@ -153,13 +160,24 @@ type CAV struct {
 type Significance struct {
 	// Alpha is the significance level. Default: 0.05.
 	Alpha float64 `yaml:"alpha"`
-	// Test is two-sample (Student t-test of concept scores against
-	// random-vs-random scores, the reference) or one-sample (t-test of the
-	// concept scores against 0.5, the paper). Default: two-sample.
+	// Test is calibrated (the concept's mean score ranked among the mean
+	// scores of the random sets, each scored as if it were a concept against
+	// the others: an exact false-alarm rate, but it needs at least
+	// 1/alpha − 1 random sets after Bonferroni), two-sample (Student t-test
+	// of concept scores against random-vs-random scores, the reference) or
+	// one-sample (t-test of the concept scores against 0.5, the paper). The
+	// t-tests treat the scores against R random sets as independent, which
+	// they are not: they call one null concept in five significant at 0.05.
+	// Default: calibrated.
 	Test string `yaml:"test"`
 	// Bonferroni divides Alpha by the number of concept tests per target and
 	// layer. Default: true.
 	Bonferroni bool `yaml:"bonferroni"`
+	// Negatives is how many other sets each set is scored against in the
+	// calibrated test (its neighbours on a ring of the concept and the
+	// random sets); 0 means all of them. More costs (R−1)·Negatives/2 CAVs
+	// per layer and averages out more of each pair's noise. Default: 20.
+	Negatives int `yaml:"negatives"`
 }
 
 // Attack poisons one concept set so that TCAV changes its verdict for one
@@ -283,6 +301,7 @@ const (
 	ClassifierMeanDiff = "mean-diff"
 	TestTwoSample      = "two-sample"
 	TestOneSample      = "one-sample"
+	TestCalibrated     = "calibrated"
 	GoalSuppress       = "suppress"
 	GoalPromote        = "promote"
 	ObjectiveSurrogate = "tcav-surrogate"
@@ -317,12 +336,15 @@ func Default() *Config {
 			ClassSets:    map[string]string{},
 			Random:       RandomSets{Prefix: "random500_", Count: 10},
 			CAV:          CAV{Classifier: ClassifierSGDHinge, Alpha: 0.01, Epochs: 50, TestFraction: 0.33},
-			Significance: Significance{Alpha: 0.05, Test: TestTwoSample, Bonferroni: true},
+			Significance: Significance{Alpha: 0.05, Test: TestCalibrated, Bonferroni: true, Negatives: 20},
 		},
 	}
 	c.derive()
 	return c
 }
+
+// PoolSetName names the i-th random set drawn from the pool folder from.
+func PoolSetName(from string, i int) string { return fmt.Sprintf("%s[%d]", from, i) }
 
 // DefaultAttack is what an attack list entry holds before the YAML is read.
 func DefaultAttack() Attack {
@@ -355,7 +377,15 @@ var elementDefaults = map[reflect.Type]func() reflect.Value{
 // derive fills the defaults that depend on other fields.
 func (c *Config) derive() {
 	r := &c.TCAV.Random
-	if r.Prefix != "" {
+	if r.From != "" {
+		r.Sets = nil
+		if r.Count > 0 && r.Count <= maxRandomSetsByName {
+			r.Sets = make([]string, r.Count)
+			for i := range r.Sets {
+				r.Sets[i] = PoolSetName(r.From, i)
+			}
+		}
+	} else if r.Prefix != "" {
 		r.Sets = nil
 		if r.Count > 0 && r.Count <= maxRandomSetsByName {
 			r.Sets = make([]string, r.Count)

@@ -45,6 +45,8 @@ func TestOverrides(t *testing.T) {
 			}},
 		{"random as list", []string{"tcav.random=[r1,r2,r3]"},
 			func(c *Config) (any, any) { return c.TCAV.Random, RandomSets{Sets: []string{"r1", "r2", "r3"}} }},
+		{"random from a pool", []string{"tcav.random.from=pool", "tcav.random.count=3"},
+			func(c *Config) (any, any) { return c.TCAV.Random.Sets, []string{"pool[0]", "pool[1]", "pool[2]"} }},
 		{"map entry", []string{"tcav.class_sets.zebra=zebras"},
 			func(c *Config) (any, any) { return c.TCAV.ClassSets["zebra"], "zebras" }},
 		{"numeric map key", []string{"tcav.targets=[340]", "tcav.class_sets.340=zebras"},

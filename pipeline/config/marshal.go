@@ -45,9 +45,15 @@ func (c *Config) Hash() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// MarshalYAML writes the {prefix, count} form when the sets were given that
-// way, and the list of names otherwise.
+// MarshalYAML writes the {from, count} or {prefix, count} form when the sets
+// were given that way, and the list of names otherwise.
 func (r RandomSets) MarshalYAML() (any, error) {
+	if r.From != "" {
+		return struct {
+			From  string `yaml:"from"`
+			Count int    `yaml:"count"`
+		}{r.From, r.Count}, nil
+	}
 	if r.Prefix != "" {
 		return struct {
 			Prefix string `yaml:"prefix"`

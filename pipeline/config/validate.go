@@ -130,7 +130,10 @@ func (c *Config) validateTCAV(v *validator) {
 	}
 
 	r := t.Random
-	if r.Prefix != "" {
+	if r.From != "" {
+		v.check(r.Count >= 2, "tcav.random.count", "%d random sets; need at least 2", r.Count)
+		v.check(r.Count <= maxRandomSetsByName, "tcav.random.count", "%d random sets is more than %d", r.Count, maxRandomSetsByName)
+	} else if r.Prefix != "" {
 		v.check(r.Count >= 2, "tcav.random.count", "%d random sets; need at least 2", r.Count)
 		v.check(r.Count <= maxRandomSetsByName, "tcav.random.count", "%d random sets is more than %d", r.Count, maxRandomSetsByName)
 	} else {
@@ -157,7 +160,8 @@ func (c *Config) validateTCAV(v *validator) {
 
 	sig := t.Significance
 	v.check(sig.Alpha > 0 && sig.Alpha < 1, "tcav.significance.alpha", "%v must be > 0 and < 1", sig.Alpha)
-	v.oneOf("tcav.significance.test", sig.Test, TestTwoSample, TestOneSample)
+	v.oneOf("tcav.significance.test", sig.Test, TestCalibrated, TestTwoSample, TestOneSample)
+	v.check(sig.Negatives >= 0, "tcav.significance.negatives", "%d must be >= 0 (0: all)", sig.Negatives)
 }
 
 func (c *Config) validateAttack(v *validator, i int) {

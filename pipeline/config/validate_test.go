@@ -58,7 +58,7 @@ func TestValidate(t *testing.T) {
 		{"test fraction one", []string{"tcav.cav.test_fraction=1"}, "tcav.cav.test_fraction", "must be > 0 and < 1"},
 		{"cav lr", []string{"tcav.cav.lr=-0.1"}, "tcav.cav.lr", "must be >= 0"},
 		{"significance alpha", []string{"tcav.significance.alpha=1.5"}, "tcav.significance.alpha", "must be > 0 and < 1"},
-		{"significance test", []string{"tcav.significance.test=welch"}, "tcav.significance.test", "is not one of two-sample, one-sample"},
+		{"significance test", []string{"tcav.significance.test=welch"}, "tcav.significance.test", "is not one of calibrated, two-sample, one-sample"},
 
 		{"attack concept", []string{"attack.0.concept="}, "attack.0.concept", "required"},
 		{"attack target", []string{"attack.0.target="}, "attack.0.target", "required"},

@@ -108,7 +108,8 @@ func TestJSONShape(t *testing.T) {
 		t.Fatalf("%d tcav entries, want 6", len(tcav))
 	}
 	check("tcav entry", tcav[0].(map[string]any), "target", "concept", "layer", "random_sets", "scores", "magnitudes",
-		"random_scores", "cav_accuracy", "mean", "std", "p_value", "significant", "direction")
+		"random_scores", "cav_accuracy", "mean", "std", "p_value", "significant", "direction",
+		"test", "random_set_count", "threshold")
 	attack := doc["attack"].([]any)
 	a := attack[0].(map[string]any)
 	check("attack entry", a, "concept", "target", "layer", "goal", "objective", "eps", "norm", "before", "after",

@@ -49,23 +49,58 @@ type TCAVEntry struct {
 	PValue       float64         `json:"p_value"`
 	Significant  bool            `json:"significant"`
 	Direction    stats.Direction `json:"direction"`
+
+	// Test is the significance test that decided, RandomSetCount how many
+	// random sets it had, and Threshold the per-test alpha (after
+	// Bonferroni) that PValue was compared with.
+	Test           stats.Method `json:"test,omitempty"`
+	RandomSetCount int          `json:"random_set_count,omitempty"`
+	Threshold      float64      `json:"threshold,omitempty"`
+	// Null is the calibrated test's null distribution.
+	Null *Null `json:"null,omitempty"`
+	// Resolution says why no outcome could be significant (too few random
+	// sets for the threshold), and RandomSetsNeeded how many would do.
+	Resolution       string `json:"resolution,omitempty"`
+	RandomSetsNeeded int    `json:"random_sets_needed,omitempty"`
+}
+
+// Null is what the calibrated test ranked the concept among: Means[i] is
+// random set i's mean TCAV score against Negatives other sets, scored as
+// if it were a concept; Statistic is the concept's mean over its Negatives
+// random sets (Mean itself when Negatives is every random set), Centre the
+// mean of all of them, from which the two-sided distance is taken.
+type Null struct {
+	Statistic float64   `json:"statistic"`
+	Centre    float64   `json:"centre"`
+	Negatives int       `json:"negatives"`
+	Means     []float64 `json:"means"`
 }
 
 // Summarize fills Mean, Std and the significance fields from Scores and
-// RandomScores. threshold is the per-test alpha (see stats.BonferroniAlpha).
+// RandomScores with a t-test. threshold is the per-test alpha (see
+// stats.BonferroniAlpha).
 func (e *TCAVEntry) Summarize(method stats.Method, threshold float64) error {
 	sig, err := stats.Test(e.Scores, e.RandomScores, method, threshold)
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.key(), err)
 	}
+	e.Record(method, threshold, sig)
+	return nil
+}
+
+// Record fills Mean, Std and the significance fields from a decision made
+// by method at threshold.
+func (e *TCAVEntry) Record(method stats.Method, threshold float64, sig stats.Significance) {
 	e.Mean, e.Std = stats.Mean(e.Scores), sampleStd(e.Scores)
 	e.PValue, e.Significant, e.Direction = sig.PValue, sig.Significant, sig.Direction
-	return nil
+	e.Test, e.RandomSetCount, e.Threshold = method, len(e.Scores), threshold
+	e.Resolution, e.RandomSetsNeeded = sig.Resolution, sig.Needed
 }
 
 // Significance returns the entry's decision.
 func (e *TCAVEntry) Significance() stats.Significance {
-	return stats.Significance{PValue: e.PValue, Significant: e.Significant, Direction: e.Direction}
+	return stats.Significance{PValue: e.PValue, Significant: e.Significant, Direction: e.Direction,
+		Resolution: e.Resolution, Needed: e.RandomSetsNeeded}
 }
 
 func (e *TCAVEntry) key() string {
@@ -79,6 +114,8 @@ type AttackScore struct {
 	PValue      float64         `json:"p_value"`
 	Significant bool            `json:"significant"`
 	Direction   stats.Direction `json:"direction"`
+	// Resolution says why it could not be significant (see TCAVEntry).
+	Resolution string `json:"resolution,omitempty"`
 	// RandomMean is the mean random-vs-random score it was tested against
 	// (the after-attack score uses random sets the attack never saw). When
 	// absent, charts fall back to the matching TCAV entry's baseline.
@@ -198,6 +235,20 @@ func (r *Results) Validate() error {
 		if err := checkDirection(e.Direction); err != nil {
 			bad("%v", err)
 		}
+		if nonFinite(e.Threshold) >= 0 {
+			bad("threshold %v: want a finite number", e.Threshold)
+		}
+		if e.Null != nil {
+			if nonFinite(append([]float64{e.Null.Statistic, e.Null.Centre}, e.Null.Means...)...) >= 0 {
+				bad("null: want finite numbers")
+			}
+			if len(e.Null.Means) != n {
+				bad("null: %d means for %d random sets", len(e.Null.Means), n)
+			}
+		}
+		if e.Resolution != "" && e.Significant {
+			bad("significant although %s", e.Resolution)
+		}
 	}
 	for i := range r.Attack {
 		a := &r.Attack[i]
@@ -265,6 +316,11 @@ func (r *Results) normalized() *Results {
 	for i := range out.TCAV {
 		e := &out.TCAV[i]
 		e.Scores, e.Magnitudes, e.RandomScores, e.CAVAccuracy = nonNil(e.Scores), nonNil(e.Magnitudes), nonNil(e.RandomScores), nonNil(e.CAVAccuracy)
+		if e.Null != nil {
+			n := *e.Null
+			n.Means = nonNil(n.Means)
+			e.Null = &n
+		}
 	}
 	for i := range out.Facets {
 		f := &out.Facets[i]

@@ -319,33 +319,22 @@ func (e *experiment) objective(a config.Attack, grads *activations.Activations, 
 // with the given classifier, as the TCAV stage would.
 func (e *experiment) judge(a config.Attack, concept *activations.Activations, randoms []*activations.Activations,
 	grads *activations.Activations, st cav.Settings) (report.AttackScore, error) {
-	l := tcav.Layer{Target: a.Target, Layer: a.Layer, Grads: grads, Concepts: []string{a.Concept},
-		CAVs: map[string][]*cav.CAV{}}
-	for i, r := range randoms {
-		l.Randoms = append(l.Randoms, r.Set)
-		c, err := e.fitCAV(concept, r, st)
-		if err != nil {
-			return report.AttackScore{}, err
-		}
-		l.CAVs[a.Concept] = append(l.CAVs[a.Concept], c)
-		b, err := e.fitCAV(r, randoms[(i+1)%len(randoms)], st)
-		if err != nil {
-			return report.AttackScore{}, err
-		}
-		l.Baseline = append(l.Baseline, b)
-	}
-	sig := e.cfg.TCAV.Significance
 	// Corrected as the TCAV stage corrects the same concept, so that the
 	// "before" verdict is the one the TCAV table shows.
-	entries, err := tcav.Entries(e.device, l, tcav.Significance{Method: stats.Method(sig.Test), Alpha: sig.Alpha,
-		Bonferroni: sig.Bonferroni, Tests: max(1, len(e.cfg.TCAV.Concepts))})
+	sig := e.significance(len(e.cfg.TCAV.Concepts))
+	l, err := e.layerCAVs([]*activations.Activations{concept}, randoms, st, sig)
+	if err != nil {
+		return report.AttackScore{}, err
+	}
+	l.Target, l.Grads = a.Target, grads
+	entries, err := tcav.Entries(e.device, *l, sig)
 	if err != nil {
 		return report.AttackScore{}, err
 	}
 	x := entries[0]
 	rm := stats.Mean(x.RandomScores)
 	return report.AttackScore{Mean: x.Mean, Std: x.Std, PValue: x.PValue, Significant: x.Significant,
-		Direction: x.Direction, RandomMean: &rm}, nil
+		Direction: x.Direction, Resolution: x.Resolution, RandomMean: &rm}, nil
 }
 
 func writeLosses(path string, losses []float64) error {

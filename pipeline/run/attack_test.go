@@ -14,10 +14,14 @@ import (
 	"github.com/cavforge/cavforge/pipeline/images"
 )
 
-// attackConfig is the demo TCAV config plus one attack.
+// attackConfig is the demo TCAV config plus one attack. These tests are
+// about the attack moving the score: they use the reference two-sample test,
+// which reaches alpha with the 5 held-out random sets (the calibrated test
+// would need 39 for two concepts; configs/demo.yaml judges on 59).
 func attackConfig(t *testing.T, attack string, overrides ...string) []string {
 	t.Helper()
-	return append([]string{"tcav.random.count=10", "tcav.concepts=[striped,dotted]", "attack=" + attack}, overrides...)
+	return append([]string{"tcav.random.count=10", "tcav.concepts=[striped,dotted]", "tcav.significance.test=two-sample",
+		"attack=" + attack}, overrides...)
 }
 
 // Suppress: a small L∞ budget takes striped→zebra from significant-high to

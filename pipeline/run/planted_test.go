@@ -39,7 +39,19 @@ func writeSet(t *testing.T, root, name string, n int, seed uint64, pick func(r *
 // TCAV(reddish → 0) is exactly 1 against every random set; likewise
 // TCAV(bluish → 1). A bluish concept says nothing about class 0: its CAV's
 // red part is noise, so its scores look like random-vs-random ones.
+//
+// The calibrated test gets 40 random sets (alpha 0.05 over two concepts
+// needs 39); the reference two-sample test its 8.
 func TestPlantedModelKnownAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		test string
+		r    int
+	}{{"calibrated", 40}, {"two-sample", 8}} {
+		t.Run(tt.test, func(t *testing.T) { plantedKnownAnswers(t, tt.test, tt.r) })
+	}
+}
+
+func plantedKnownAnswers(t *testing.T, test string, randoms int) {
 	root := t.TempDir()
 	uniform := func(r *rand.Rand, c int) float32 { return r.Float32() }
 	tinted := func(channel int) func(r *rand.Rand, c int) float32 {
@@ -53,7 +65,7 @@ func TestPlantedModelKnownAnswers(t *testing.T) {
 	writeSet(t, root, "cls", 12, 1, uniform)
 	writeSet(t, root, "reddish", 16, 2, tinted(0))
 	writeSet(t, root, "bluish", 16, 3, tinted(2))
-	for i := 0; i < 8; i++ {
+	for i := 0; i < randoms; i++ {
 		writeSet(t, root, fmt.Sprintf("random500_%d", i), 16, uint64(10+i), uniform)
 	}
 	dir := t.TempDir()
@@ -68,8 +80,9 @@ tcav:
   targets: ["0", "1"]
   class_sets: {"0": cls, "1": cls}
   concepts: [reddish, bluish]
-  random: {prefix: random500_, count: 8}
+  random: {prefix: random500_, count: ` + fmt.Sprint(randoms) + `}
   layers: [feat]
+  significance: {test: ` + test + `}
 `
 	path := filepath.Join(dir, "planted.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -82,6 +95,9 @@ tcav:
 	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
 	for _, e := range res.TCAV {
 		t.Logf("%s → %s: mean %.2f, p %.2g, %s, significant %v", e.Concept, e.Target, e.Mean, e.PValue, e.Direction, e.Significant)
+		if string(e.Test) != test || e.Resolution != "" {
+			t.Errorf("%s → %s decided by %q (resolution %q), want %s", e.Concept, e.Target, e.Test, e.Resolution, test)
+		}
 		related := (e.Concept == "reddish") == (e.Target == "0")
 		if related {
 			for i, s := range e.Scores {

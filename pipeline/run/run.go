@@ -478,6 +478,9 @@ func (e *experiment) listImages() error {
 	for _, f := range cfg.Facets {
 		names = append(names, f.Facet)
 	}
+	if err := e.drawRandomSets(); err != nil {
+		return err
+	}
 	for _, n := range names {
 		if _, err := e.imageSet(n); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,22 +92,104 @@ func entry(t *testing.T, res *report.Results, concept string) report.TCAVEntry {
 }
 
 // The demo model was trained so that zebra is the striped class: striped is
-// important for zebra, and a set of random images used as a concept is not.
+// important for zebra, and a set of random images used as a concept is not,
+// under the calibrated test (39 random sets from the pool: enough for alpha
+// 0.05 over two concepts) and under the reference two-sample t-test.
 func TestDemoStripedMattersForZebraAndARandomConceptDoesNot(t *testing.T) {
-	cfg := demoConfig(t, "")
-	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
-	striped := entry(t, res, "striped")
-	if !striped.Significant || striped.Direction != "above" || striped.Mean < 0.8 {
-		t.Errorf("striped→zebra: mean %.2f, p %.2g, significant %v, %s; want high and significant above",
-			striped.Mean, striped.PValue, striped.Significant, striped.Direction)
+	for _, tt := range []struct {
+		test      string
+		overrides []string
+		r         int
+	}{
+		{"calibrated", []string{"tcav.random.from=random_pool", "tcav.random.count=39"}, 39},
+		{"two-sample", []string{"tcav.significance.test=two-sample"}, 6},
+	} {
+		t.Run(tt.test, func(t *testing.T) {
+			res, _ := mustRun(t, demoConfig(t, "", tt.overrides...), filepath.Join(t.TempDir(), "run"))
+			striped := entry(t, res, "striped")
+			if !striped.Significant || striped.Direction != "above" || striped.Mean < 0.8 {
+				t.Errorf("striped→zebra: mean %.2f, p %.2g, significant %v, %s; want high and significant above",
+					striped.Mean, striped.PValue, striped.Significant, striped.Direction)
+			}
+			random := entry(t, res, "random500_9")
+			if random.Significant {
+				t.Errorf("random concept→zebra significant: mean %.2f, p %.2g", random.Mean, random.PValue)
+			}
+			if len(striped.Scores) != tt.r || len(striped.RandomScores) != tt.r || len(striped.CAVAccuracy) != tt.r {
+				t.Errorf("want %d scores, random scores and accuracies, got %d, %d, %d", tt.r,
+					len(striped.Scores), len(striped.RandomScores), len(striped.CAVAccuracy))
+			}
+			if string(striped.Test) != tt.test || striped.RandomSetCount != tt.r || striped.Threshold != 0.025 {
+				t.Errorf("entry says test %q with %d random sets at %g; want %s, %d, 0.025",
+					striped.Test, striped.RandomSetCount, striped.Threshold, tt.test, tt.r)
+			}
+			if tt.test == "calibrated" && (striped.Null == nil || len(striped.Null.Means) != tt.r || striped.Null.Negatives != 20) {
+				t.Errorf("calibrated entry without its null distribution: %+v", striped.Null)
+			}
+		})
 	}
-	random := entry(t, res, "random500_9")
-	if random.Significant {
-		t.Errorf("random concept→zebra significant: mean %.2f, p %.2g", random.Mean, random.PValue)
+}
+
+// Six random sets cannot reach alpha 0.05/2 with a rank test (the smallest
+// p is 1/7): the calibrated test must say so and call nothing significant,
+// not even striped, and say how many random sets it needs.
+func TestCalibratedTestWithTooFewRandomSetsSaysSoAndClaimsNothing(t *testing.T) {
+	res, _ := mustRun(t, demoConfig(t, ""), filepath.Join(t.TempDir(), "run"))
+	for _, e := range res.TCAV {
+		if e.Significant || e.Resolution != "cannot reach alpha with 6 random sets" || e.RandomSetsNeeded != 39 {
+			t.Errorf("%s: significant %v, resolution %q, needs %d; want false, the resolution, 39",
+				e.Concept, e.Significant, e.Resolution, e.RandomSetsNeeded)
+		}
 	}
-	if len(striped.Scores) != 6 || len(striped.RandomScores) != 6 || len(striped.CAVAccuracy) != 6 {
-		t.Errorf("want 6 scores, random scores and accuracies, got %d, %d, %d",
-			len(striped.Scores), len(striped.RandomScores), len(striped.CAVAccuracy))
+	var out bytes.Buffer
+	if err := Validate(demoConfig(t, ""), quietLog(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "cannot reach alpha with 6 random sets") || !strings.Contains(out.String(), "needs 39 random sets") {
+		t.Errorf("validate does not say the test is out of reach:\n%s", out.String())
+	}
+}
+
+// tcav.random.from draws disjoint sets, the same ones for the same seed,
+// and refuses a pool too small for them.
+func TestRandomFromDrawsDisjointSeededSets(t *testing.T) {
+	draw := func(overrides ...string) map[string][]string {
+		cfg := demoConfig(t, "", append([]string{"tcav.random.from=random_pool", "tcav.random.count=5"}, overrides...)...)
+		e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap()}
+		e.manifest.ImageLists = map[string]string{}
+		if err := e.drawRandomSets(); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]string{}
+		for _, n := range cfg.TCAV.Random.Sets {
+			out[n] = e.sets[n].Files
+		}
+		return out
+	}
+	a, b, c := draw(), draw(), draw("seed=4")
+	seen := map[string]string{}
+	for name, files := range a {
+		if len(files) != 20 {
+			t.Errorf("%s: %d images, want max_images = 20", name, len(files))
+		}
+		for _, f := range files {
+			if other, dup := seen[f]; dup {
+				t.Errorf("%s is in %s and %s", f, other, name)
+			}
+			seen[f] = name
+		}
+		if !slices.Equal(files, b[name]) {
+			t.Errorf("%s: another draw with the same seed differs", name)
+		}
+		if slices.Equal(files, c[name]) {
+			t.Errorf("%s: seed 4 draws the same images as seed 3", name)
+		}
+	}
+	cfg := demoConfig(t, "", "tcav.random.from=random_pool", "tcav.random.count=101")
+	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap()}
+	e.manifest.ImageLists = map[string]string{}
+	if err := e.drawRandomSets(); err == nil || !strings.Contains(err.Error(), "too few for 101 disjoint sets of 20") {
+		t.Errorf("pool too small: %v", err)
 	}
 }
 
@@ -127,8 +210,10 @@ func TestSameSeedSameBytesAndSecondRunHitsTheCache(t *testing.T) {
 	if !bytes.Equal(a, f) || !bytes.Equal(a, b) || len(a) == 0 {
 		t.Fatal("results.json differs between runs with the same seed")
 	}
-	// 2 concepts + 6 random sets of activations, 1 gradient set, (2+1)×6 CAVs.
-	want := 8 + 1 + 18
+	// 2 concepts + 6 random sets of activations, 1 gradient set, (2+1)×6
+	// CAVs and the 9 random pairs of the calibrated design (all 15 pairs of
+	// 6 sets) that the baseline does not already hold.
+	want := 8 + 1 + 18 + 9
 	if m1.CacheHits != 0 || m2.CacheHits != want {
 		t.Fatalf("cache hits: first run %d, second %d; want 0 and %d", m1.CacheHits, m2.CacheHits, want)
 	}

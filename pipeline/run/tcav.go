@@ -1,11 +1,16 @@
 package run
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/cav"
+	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/stats"
 	"github.com/cavforge/cavforge/pipeline/tcav"
 )
@@ -37,29 +42,23 @@ func (e *experiment) tcav() error {
 	if err != nil {
 		return err
 	}
-	settings := cav.Settings{Classifier: cfg.CAV.Classifier, Alpha: cfg.CAV.Alpha, Epochs: cfg.CAV.Epochs,
-		TestFraction: cfg.CAV.TestFraction}
-	randoms := cfg.Random.Sets
+	settings := e.cavSettings()
+	sig := e.significance(len(cfg.Concepts))
+	e.warnResolution(sig, len(cfg.Random.Sets), len(cfg.Concepts), "tcav")
 	layers := map[string]*tcav.Layer{}
 	err = e.timed("fit CAVs", func() error {
 		for _, l := range cfg.Layers {
-			tl := &tcav.Layer{Layer: l, Randoms: randoms, Concepts: cfg.Concepts, CAVs: map[string][]*cav.CAV{}}
-			for i, r := range randoms {
-				next := randoms[(i+1)%len(randoms)]
-				c, err := e.fitCAV(acts[r][l], acts[next][l], settings)
-				if err != nil {
-					return err
-				}
-				tl.Baseline = append(tl.Baseline, c)
+			concepts := make([]*activations.Activations, len(cfg.Concepts))
+			for i, c := range cfg.Concepts {
+				concepts[i] = acts[c][l]
 			}
-			for _, concept := range cfg.Concepts {
-				for _, r := range randoms {
-					c, err := e.fitCAV(acts[concept][l], acts[r][l], settings)
-					if err != nil {
-						return err
-					}
-					tl.CAVs[concept] = append(tl.CAVs[concept], c)
-				}
+			randoms := make([]*activations.Activations, len(cfg.Random.Sets))
+			for i, r := range cfg.Random.Sets {
+				randoms[i] = acts[r][l]
+			}
+			tl, err := e.layerCAVs(concepts, randoms, settings, sig)
+			if err != nil {
+				return err
 			}
 			layers[l] = tl
 		}
@@ -68,8 +67,6 @@ func (e *experiment) tcav() error {
 	if err != nil {
 		return err
 	}
-	sig := tcav.Significance{Method: stats.Method(cfg.Significance.Test), Alpha: cfg.Significance.Alpha,
-		Bonferroni: cfg.Significance.Bonferroni}
 	return e.timed("score", func() error {
 		for _, target := range cfg.Targets {
 			class, err := e.classIndex(target)
@@ -92,6 +89,111 @@ func (e *experiment) tcav() error {
 		}
 		return nil
 	})
+}
+
+// significance is the configured test, with Bonferroni over tests concepts.
+func (e *experiment) significance(tests int) tcav.Significance {
+	s := e.cfg.TCAV.Significance
+	return tcav.Significance{Method: stats.Method(s.Test), Alpha: s.Alpha, Bonferroni: s.Bonferroni,
+		Tests: max(1, tests), Negatives: s.Negatives}
+}
+
+// warnResolution says up front when the calibrated test cannot reach its
+// threshold with r random sets, and how many it needs.
+func (e *experiment) warnResolution(sig tcav.Significance, r, concepts int, what string) {
+	if sig.Method != stats.Calibrated {
+		return
+	}
+	th := sig.Threshold(concepts)
+	if !stats.Reachable(r, th) {
+		e.log.Warnf("%s: the calibrated test %s (threshold %.3g): no concept can be called significant; it needs %d random sets (tcav.random, or tcav.random.from a pool folder)",
+			what, stats.Resolution(r), th, stats.RandomSetsNeeded(th))
+	}
+}
+
+// layerCAVs fits what scoring concepts against randoms at one layer needs:
+// every concept against every random set, the random-vs-random baseline
+// (random i against random i+1), and for the calibrated test the pairs of
+// its design.
+func (e *experiment) layerCAVs(concepts, randoms []*activations.Activations, st cav.Settings, sig tcav.Significance) (*tcav.Layer, error) {
+	tl := &tcav.Layer{CAVs: map[string][]*cav.CAV{}}
+	if len(randoms) > 0 {
+		tl.Layer = randoms[0].Layer
+	}
+	for _, r := range randoms {
+		tl.Randoms = append(tl.Randoms, r.Set)
+	}
+	for i, r := range randoms {
+		c, err := e.fitCAV(r, randoms[(i+1)%len(randoms)], st)
+		if err != nil {
+			return nil, err
+		}
+		tl.Baseline = append(tl.Baseline, c)
+	}
+	for _, concept := range concepts {
+		tl.Concepts = append(tl.Concepts, concept.Set)
+		for _, r := range randoms {
+			c, err := e.fitCAV(concept, r, st)
+			if err != nil {
+				return nil, err
+			}
+			tl.CAVs[concept.Set] = append(tl.CAVs[concept.Set], c)
+		}
+	}
+	if sig.Method == stats.Calibrated {
+		tl.Null = map[[2]int]*cav.CAV{}
+		for i, c := range tl.Baseline {
+			tl.Null[[2]int{i, (i + 1) % len(randoms)}] = c
+		}
+		for _, p := range tcav.NewDesign(len(randoms), sig.Negatives).Pairs() {
+			if _, done := tl.Null[p]; done {
+				continue
+			}
+			c, err := e.fitCAV(randoms[p[0]], randoms[p[1]], st)
+			if err != nil {
+				return nil, err
+			}
+			tl.Null[p] = c
+		}
+	}
+	return tl, nil
+}
+
+// drawRandomSets fills the sets of tcav.random.from: the pool's images,
+// shuffled by a seed from (seed, pool), cut into Count disjoint sets of
+// data.max_images.
+func (e *experiment) drawRandomSets() error {
+	cfg := e.cfg
+	r := cfg.TCAV.Random
+	if r.From == "" {
+		return nil
+	}
+	files, err := images.ListSet(cfg.Data.Root, r.From)
+	if err != nil {
+		return fmt.Errorf("tcav.random.from: %w", err)
+	}
+	per := cfg.Data.MaxImages
+	if need := r.Count * per; len(files) < need {
+		return fmt.Errorf("tcav.random.from: data.root/%s has %d images, too few for %d disjoint sets of %d (tcav.random.count × data.max_images = %d)",
+			r.From, len(files), r.Count, per, need)
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%d\x00random.from\x00%s", cfg.Seed, r.From)))
+	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(h[0:8]), binary.LittleEndian.Uint64(h[8:16])))
+	files = slices.Clone(files)
+	rng.Shuffle(len(files), func(i, j int) { files[i], files[j] = files[j], files[i] })
+	for i, name := range r.Sets {
+		set := slices.Clone(files[i*per : (i+1)*per])
+		slices.Sort(set)
+		hash, err := images.ListHash(cfg.Data.Root, set)
+		if err != nil {
+			return err
+		}
+		e.sets[name] = activations.Set{Name: name, Files: set, Hash: hash}
+		e.manifest.ImageLists[name] = hash
+	}
+	e.log.Infof("tcav.random.from: %d disjoint random sets of %d images drawn from data.root/%s (%d of its %d images)",
+		r.Count, per, r.From, r.Count*per, len(files))
+	return nil
 }
 
 // fitCAV fits (or reads from the cache) the CAV of concept against random.

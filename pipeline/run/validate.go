@@ -9,6 +9,8 @@ import (
 
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/interrupt"
+	"github.com/cavforge/cavforge/pipeline/stats"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
 // Validate checks what can be checked without heavy compute — the model
@@ -52,9 +54,25 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 		fmt.Fprintf(w, "  %-20s %s\n", name, e.effects[name])
 	}
 	if len(t.Targets) > 0 {
+		sig := e.significance(len(t.Concepts))
+		null := 0
+		if sig.Method == stats.Calibrated {
+			null = len(tcav.NewDesign(r, sig.Negatives).Pairs()) - r
+		}
 		fmt.Fprintf(w, "tcav     %d targets × %d concepts × %d layers, %d random sets: %d CAVs (%s), %d gradient passes\n",
-			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*(len(t.Concepts)+1)*r,
+			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*((len(t.Concepts)+1)*r+max(null, 0)),
 			t.CAV.Classifier, len(t.Targets)*len(t.Layers))
+		th := sig.Threshold(len(t.Concepts))
+		fmt.Fprintf(w, "         significance: %s test, alpha %g per test", sig.Method, th)
+		if sig.Method == stats.Calibrated {
+			fmt.Fprintf(w, ", each set scored against %d others; smallest p with %d random sets 1/%d",
+				tcav.NewDesign(r, sig.Negatives).Negatives(), r, r+1)
+		}
+		fmt.Fprintln(w)
+		if sig.Method == stats.Calibrated && !stats.Reachable(r, th) {
+			fmt.Fprintf(w, "         warning: %s (alpha %.3g): no concept can be significant; it needs %d random sets (tcav.random.count, or tcav.random.from a pool folder)\n",
+				stats.Resolution(r), th, stats.RandomSetsNeeded(th))
+		}
 	}
 	return nil
 }
