@@ -92,7 +92,17 @@ func render(runDir string, r *Results) error {
 		if err := names.write(runDir, png, "tcav", target, layer); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-		sec := tcavSection{Target: target, Layer: layer, Chart: pngURI(png), Rows: tcavRows(group)}
+		sec := tcavSection{Target: target, Layer: layer, Chart: pngURI(png), Rows: tcavRows(group), Meaning: Meaning(group[0])}
+		null, err := NullChart(target, layer, group)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if null != nil {
+			if err := names.write(runDir, null, "null", target, layer); err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
+			sec.Null = pngURI(null)
+		}
 		if b, ok := tcavBaseline(group); ok {
 			sec.Baseline = fmt.Sprintf("Random baseline (random-vs-random scores): %.3f ± %.3f.", b.mean, b.std)
 		}

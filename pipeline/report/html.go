@@ -44,7 +44,9 @@ type manifestField struct{ Key, Value string }
 type tcavSection struct {
 	Target, Layer string
 	Chart         template.URL
+	Null          template.URL // the calibrated test's strip chart, if it decided
 	Baseline      string
+	Meaning       string // what "significant" means under the test used
 	Rows          []tcavRow
 }
 
@@ -242,6 +244,9 @@ func tcavRows(entries []TCAVEntry) []tcavRow {
 			Direction: string(e.Direction),
 			Verdict:   v.text(),
 			Class:     v.class(),
+		}
+		if e.Resolution != "" {
+			rows[i].Verdict = fmt.Sprintf("not significant: %s (needs %d)", e.Resolution, e.RandomSetsNeeded)
 		}
 	}
 	return rows

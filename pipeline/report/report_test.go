@@ -493,3 +493,60 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// A calibrated result is rendered with what it was ranked among: a strip
+// chart per target and layer, the sentence that says what "significant"
+// means under that test, and, when R was too small, the resolution instead
+// of a verdict that reads like a finding.
+func TestCalibratedSectionShowsNullAndMeaning(t *testing.T) {
+	null := []float64{0.41, 0.52, 0.47, 0.55, 0.6}
+	mk := func(concept string, stat float64, sig stats.Significance) TCAVEntry {
+		e := TCAVEntry{Target: "zebra", Concept: concept, Layer: "l", RandomSets: randomSets,
+			Scores: []float64{stat, stat, stat, stat, stat}, Magnitudes: make([]float64, 5),
+			RandomScores: null, CAVAccuracy: []float64{1, 1, 1, 1, 1}}
+		e.Record(stats.Calibrated, 0.05, sig)
+		e.Null = &Null{Statistic: stat, Centre: 0.5, Negatives: 5, Means: null}
+		return e
+	}
+	r := &Results{TCAV: []TCAVEntry{
+		mk("striped", 0.95, stats.Significance{PValue: 1.0 / 6, Direction: stats.Above, Resolution: "cannot reach alpha with 5 random sets", Needed: 19}),
+		mk("dotted", 0.5, stats.Significance{PValue: 1, Direction: stats.Below, Needed: 19}),
+	}}
+	png, err := NullChart("zebra", "l", r.TCAV)
+	if err != nil || png == nil {
+		t.Fatalf("null chart: %v", err)
+	}
+	decodePNG(t, png)
+	if png, _ := NullChart("zebra", "l", synthetic(t).TCAV[:3]); png != nil {
+		t.Error("a null chart for t-test results, which have no null")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"name": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	html := string(mustRead(t, filepath.Join(dir, HTMLFile)))
+	for _, want := range []string{"Significant (calibrated test) means", "called significant with probability at most 0.05",
+		"cannot reach alpha with 5 random sets (needs 19)", "null distribution for zebra at l"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, PlotsDir, "null-zebra-l.png")); err != nil {
+		t.Error(err)
+	}
+	res, err := ReadJSON(filepath.Join(dir, ResultsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.TCAV[1]; e.Test != stats.Calibrated || e.RandomSetCount != 5 || e.Resolution == "" || e.RandomSetsNeeded != 19 || e.Null == nil {
+		t.Errorf("results.json entry lost the test's fields: %+v", e)
+	}
+	bad := r.TCAV[0]
+	bad.Significant = true
+	if err := (&Results{TCAV: []TCAVEntry{bad}}).Validate(); err == nil {
+		t.Error("a significant entry with a resolution passes Validate")
+	}
+}

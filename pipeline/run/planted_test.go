@@ -51,7 +51,10 @@ func TestPlantedModelKnownAnswers(t *testing.T) {
 	}
 }
 
-func plantedKnownAnswers(t *testing.T, test string, randoms int) {
+// plantedConfig writes the planted model's sets (a uniform class set, the
+// reddish and bluish concepts, randoms uniform random sets) and a config.
+func plantedConfig(t *testing.T, randoms int, overrides ...string) *config.Config {
+	t.Helper()
 	root := t.TempDir()
 	uniform := func(r *rand.Rand, c int) float32 { return r.Float32() }
 	tinted := func(channel int) func(r *rand.Rand, c int) float32 {
@@ -71,7 +74,7 @@ func plantedKnownAnswers(t *testing.T, test string, randoms int) {
 	dir := t.TempDir()
 	yaml := `name: planted
 device: cpu
-cache_dir: cache
+cache_dir: ` + filepath.Join(dir, "cache") + `
 model:
   path: ` + filepath.Join(modelsDir(), "planted.pt") + `
   input: {size: [16, 16], mean: [0, 0, 0], std: [1, 1, 1]}
@@ -82,16 +85,20 @@ tcav:
   concepts: [reddish, bluish]
   random: {prefix: random500_, count: ` + fmt.Sprint(randoms) + `}
   layers: [feat]
-  significance: {test: ` + test + `}
 `
 	path := filepath.Join(dir, "planted.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path, nil)
+	cfg, err := config.Load(path, overrides)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+func plantedKnownAnswers(t *testing.T, test string, randoms int) {
+	cfg := plantedConfig(t, randoms, "tcav.significance.test="+test)
 	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
 	for _, e := range res.TCAV {
 		t.Logf("%s → %s: mean %.2f, p %.2g, %s, significant %v", e.Concept, e.Target, e.Mean, e.PValue, e.Direction, e.Significant)
