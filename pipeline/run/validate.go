@@ -63,7 +63,7 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*((len(t.Concepts)+1)*r+max(null, 0)),
 			t.CAV.Classifier, len(t.Targets)*len(t.Layers))
 		th := sig.Threshold(len(t.Concepts))
-		fmt.Fprintf(w, "         significance: %s test, alpha %g per test", sig.Method, th)
+		fmt.Fprintf(w, "         significance: %s test, alpha %.3g per test", sig.Method, th)
 		if sig.Method == stats.Calibrated {
 			fmt.Fprintf(w, ", each set scored against %d others; smallest p with %d random sets 1/%d",
 				tcav.NewDesign(r, sig.Negatives).Negatives(), r, r+1)
