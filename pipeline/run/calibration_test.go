@@ -42,19 +42,7 @@ type calibration struct {
 // tcav.random sets are the pool, the tcav.concepts the known answers.
 func newCalibration(t *testing.T, cfg *config.Config) *calibration {
 	t.Helper()
-	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap()}
-	e.manifest.Stages, e.manifest.ImageLists = map[string]float64{}, map[string]string{}
-	t.Cleanup(func() {
-		for _, x := range e.onDevice {
-			x.Close()
-		}
-		if e.model != nil {
-			e.model.Close()
-		}
-	})
-	if err := e.loadModel(); err != nil {
-		t.Fatal(err)
-	}
+	e := loadedExperiment(t, cfg)
 	if err := e.listImages(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +77,26 @@ func newCalibration(t *testing.T, cfg *config.Config) *calibration {
 		}
 	}
 	return c
+}
+
+// loadedExperiment is an experiment over cfg with its model loaded, closed
+// when the test ends.
+func loadedExperiment(t *testing.T, cfg *config.Config) *experiment {
+	t.Helper()
+	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap(), effects: map[string]string{}}
+	e.manifest.Stages, e.manifest.ImageLists = map[string]float64{}, map[string]string{}
+	t.Cleanup(func() {
+		for _, x := range e.onDevice {
+			x.Close()
+		}
+		if e.model != nil {
+			e.model.Close()
+		}
+	})
+	if err := e.loadModel(); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // arm is one row of the table: a test with R random sets at alpha.
@@ -196,7 +204,7 @@ device: cpu
 cache_dir: ` + filepath.Join(t.TempDir(), "cache") + `
 model:
   path: ` + filepath.Join(modelsDir(), "tiny_traced.pt") + `
-  input: {size: [16, 16], resize: 16, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+  input: {size: [16, 16], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
 data: {root: ` + root + `, max_images: ` + fmt.Sprint(per) + `, batch_size: 64}
 tcav:
   targets: ["0", "1", "2"]

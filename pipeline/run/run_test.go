@@ -155,8 +155,7 @@ func TestCalibratedTestWithTooFewRandomSetsSaysSoAndClaimsNothing(t *testing.T) 
 func TestRandomFromDrawsDisjointSeededSets(t *testing.T) {
 	draw := func(overrides ...string) map[string][]string {
 		cfg := demoConfig(t, "", append([]string{"tcav.random.from=random_pool", "tcav.random.count=5"}, overrides...)...)
-		e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap()}
-		e.manifest.ImageLists = map[string]string{}
+		e := loadedExperiment(t, cfg)
 		if err := e.drawRandomSets(); err != nil {
 			t.Fatal(err)
 		}
@@ -185,9 +184,7 @@ func TestRandomFromDrawsDisjointSeededSets(t *testing.T) {
 			t.Errorf("%s: seed 4 draws the same images as seed 3", name)
 		}
 	}
-	cfg := demoConfig(t, "", "tcav.random.from=random_pool", "tcav.random.count=101")
-	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap()}
-	e.manifest.ImageLists = map[string]string{}
+	e := loadedExperiment(t, demoConfig(t, "", "tcav.random.from=random_pool", "tcav.random.count=101"))
 	if err := e.drawRandomSets(); err == nil || !strings.Contains(err.Error(), "too few for 101 disjoint sets of 20") {
 		t.Errorf("pool too small: %v", err)
 	}

@@ -21,7 +21,12 @@ func (e *experiment) imageSet(name string) (activations.Set, error) {
 	if err != nil {
 		return activations.Set{}, err
 	}
-	files = images.Choose(files, cfg.Data.MaxImages, cfg.Seed, name)
+	return e.addSet(name, images.Choose(files, cfg.Data.MaxImages, cfg.Seed, name))
+}
+
+// addSet checks and hashes the chosen files of a set and keeps it.
+func (e *experiment) addSet(name string, files []string) (activations.Set, error) {
+	cfg := e.cfg
 	counts := map[[2]int]int{}
 	kept := files[:0:0]
 	for _, f := range files {

@@ -168,7 +168,7 @@ func (e *experiment) drawRandomSets() error {
 	if r.From == "" {
 		return nil
 	}
-	files, err := images.ListSet(cfg.Data.Root, r.From)
+	files, err := images.ListSet(cfg.Data.Root, r.From, cfg.Data.SkipBadImages, e.log)
 	if err != nil {
 		return fmt.Errorf("tcav.random.from: %w", err)
 	}
@@ -184,12 +184,9 @@ func (e *experiment) drawRandomSets() error {
 	for i, name := range r.Sets {
 		set := slices.Clone(files[i*per : (i+1)*per])
 		slices.Sort(set)
-		hash, err := images.ListHash(cfg.Data.Root, set)
-		if err != nil {
+		if _, err := e.addSet(name, set); err != nil {
 			return err
 		}
-		e.sets[name] = activations.Set{Name: name, Files: set, Hash: hash}
-		e.manifest.ImageLists[name] = hash
 	}
 	e.log.Infof("tcav.random.from: %d disjoint random sets of %d images drawn from data.root/%s (%d of its %d images)",
 		r.Count, per, r.From, r.Count*per, len(files))
