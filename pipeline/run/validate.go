@@ -74,6 +74,15 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 				stats.Resolution(r), th, stats.RandomSetsNeeded(th))
 		}
 	}
+	if sig := e.significance(len(t.Concepts)); sig.Method == stats.Calibrated {
+		th := sig.Threshold(len(t.Concepts))
+		for i, a := range cfg.Attack {
+			if !stats.Reachable(a.JudgeRandom, th) {
+				fmt.Fprintf(w, "attack.%d  warning: judged on %d held-out random sets, the calibrated test %s (alpha %.3g): its verdicts cannot be significant; it needs judge_random %d\n",
+					i, a.JudgeRandom, stats.Resolution(a.JudgeRandom), th, stats.RandomSetsNeeded(th))
+			}
+		}
+	}
 	return nil
 }
 
