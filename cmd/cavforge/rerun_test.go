@@ -33,6 +33,7 @@ tcav:
   concepts: [striped, dotted]
   random: {prefix: random500_, count: 3}
   layers: [block3]
+  significance: {test: two-sample}   # the calibrated default warns that 3 sets cannot reach alpha
 `
 	p := filepath.Join(dir, "c.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
