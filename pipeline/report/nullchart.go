@@ -118,12 +118,12 @@ func (m *statMarks) DataRange() (xmin, xmax, ymin, ymax float64) {
 func Meaning(e TCAVEntry) string {
 	switch e.Test {
 	case "calibrated":
-		neg := ""
+		against := "all the other sets"
 		if e.Null != nil && e.Null.Negatives < e.RandomSetCount {
-			neg = fmt.Sprintf(" (each set scored against %d others)", e.Null.Negatives)
+			against = fmt.Sprintf("%d of the others", e.Null.Negatives)
 		}
-		s := fmt.Sprintf("Significant (calibrated test) means the concept's mean TCAV score is among the most extreme %.3g of its own and the %d random sets' means, each random set scored as if it were a concept%s, so a concept set that is just more random images is called significant with probability at most %.3g.",
-			e.Threshold, e.RandomSetCount, neg, e.Threshold)
+		s := fmt.Sprintf("Significant (calibrated test) means the concept's mean TCAV score is among the most extreme %.3g%% of the scores of it and the %d random sets, each set scored as if it were the concept against %s, so a concept set that is just more random images is called significant with probability at most %.3g.",
+			100*e.Threshold, e.RandomSetCount, against, e.Threshold)
 		if e.Resolution != "" {
 			s += fmt.Sprintf(" Here it %s: nothing can be significant, it needs %d.", e.Resolution, e.RandomSetsNeeded)
 		}
