@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/cache"
@@ -123,37 +125,46 @@ func (e *experiment) layerCAVs(concepts, randoms []*activations.Activations, st 
 	for _, r := range randoms {
 		tl.Randoms = append(tl.Randoms, r.Set)
 	}
+	var jobs []cavJob
+	tl.Baseline = make([]*cav.CAV, len(randoms))
 	for i, r := range randoms {
-		c, err := e.fitCAV(r, randoms[(i+1)%len(randoms)], st)
-		if err != nil {
-			return nil, err
-		}
-		tl.Baseline = append(tl.Baseline, c)
+		jobs = append(jobs, cavJob{r, randoms[(i+1)%len(randoms)], &tl.Baseline[i]})
 	}
 	for _, concept := range concepts {
 		tl.Concepts = append(tl.Concepts, concept.Set)
-		for _, r := range randoms {
-			c, err := e.fitCAV(concept, r, st)
-			if err != nil {
-				return nil, err
-			}
-			tl.CAVs[concept.Set] = append(tl.CAVs[concept.Set], c)
+		cs := make([]*cav.CAV, len(randoms))
+		for i, r := range randoms {
+			jobs = append(jobs, cavJob{concept, r, &cs[i]})
 		}
+		tl.CAVs[concept.Set] = cs
+	}
+	var pairs [][2]int
+	var null []*cav.CAV
+	if sig.Method == stats.Calibrated {
+		baseline := map[[2]int]bool{}
+		for i := range randoms {
+			baseline[[2]int{i, (i + 1) % len(randoms)}] = true
+		}
+		for _, p := range tcav.NewDesign(len(randoms), sig.Negatives).Pairs() {
+			if !baseline[p] {
+				pairs = append(pairs, p)
+			}
+		}
+		null = make([]*cav.CAV, len(pairs))
+		for i, p := range pairs {
+			jobs = append(jobs, cavJob{randoms[p[0]], randoms[p[1]], &null[i]})
+		}
+	}
+	if err := e.fitCAVs(jobs, st); err != nil {
+		return nil, err
 	}
 	if sig.Method == stats.Calibrated {
 		tl.Null = map[[2]int]*cav.CAV{}
 		for i, c := range tl.Baseline {
 			tl.Null[[2]int{i, (i + 1) % len(randoms)}] = c
 		}
-		for _, p := range tcav.NewDesign(len(randoms), sig.Negatives).Pairs() {
-			if _, done := tl.Null[p]; done {
-				continue
-			}
-			c, err := e.fitCAV(randoms[p[0]], randoms[p[1]], st)
-			if err != nil {
-				return nil, err
-			}
-			tl.Null[p] = c
+		for i, p := range pairs {
+			tl.Null[p] = null[i]
 		}
 	}
 	return tl, nil
@@ -195,41 +206,102 @@ func (e *experiment) drawRandomSets() error {
 
 // fitCAV fits (or reads from the cache) the CAV of concept against random.
 func (e *experiment) fitCAV(concept, random *activations.Activations, st cav.Settings) (*cav.CAV, error) {
-	seed := cav.Seed(e.cfg.Seed, concept.Set, random.Set, concept.Layer)
-	key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, concept.Hash, random.Hash,
-		fmt.Sprintf("%+v", st), fmt.Sprint(seed))
-	if !e.opts.Force || e.freshCAVs[key] {
-		_, data, ok, err := e.cache.Get(key)
+	var c *cav.CAV
+	err := e.fitCAVs([]cavJob{{concept, random, &c}}, st)
+	return c, err
+}
+
+// cavJob is one CAV to fit (or read from the cache) into *out.
+type cavJob struct {
+	concept, random *activations.Activations
+	out             **cav.CAV
+}
+
+// fitCAVs fits (or reads from the cache) every job's CAV. Cache lookups and
+// writes run in order; the fits themselves, each a pure function of its two
+// sets and its own seed, run side by side, which matters when a calibrated
+// test needs hundreds of them and the BLAS is single-threaded.
+func (e *experiment) fitCAVs(jobs []cavJob, st cav.Settings) error {
+	type miss struct {
+		key    string
+		seed   uint64
+		ce, re *cav.Examples
+		c      *cav.CAV
+		err    error
+		outs   []**cav.CAV
+	}
+	var misses []*miss
+	byKey := map[string]*miss{}
+	for _, j := range jobs {
+		concept, random := j.concept, j.random
+		seed := cav.Seed(e.cfg.Seed, concept.Set, random.Set, concept.Layer)
+		key := cache.Key("cav/v2", e.extract.ModelKey, concept.Layer, concept.Hash, random.Hash,
+			fmt.Sprintf("%+v", st), fmt.Sprint(seed))
+		if m, dup := byKey[key]; dup {
+			m.outs = append(m.outs, j.out)
+			continue
+		}
+		if !e.opts.Force || e.freshCAVs[key] {
+			_, data, ok, err := e.cache.Get(key)
+			if err != nil {
+				return err
+			}
+			if d := concept.Dim(); ok && len(data) == d+3 {
+				e.manifest.CacheHits++
+				correct, tested := int(data[d+1]), int(data[d+2])
+				*j.out = &cav.CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer,
+					Vector: data[:d], Bias: float64(data[d]), Correct: correct, Tested: tested,
+					Accuracy: float64(correct) / float64(tested)}
+				continue
+			}
+		}
+		ce, err := e.examples(concept)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if d := concept.Dim(); ok && len(data) == d+3 {
-			e.manifest.CacheHits++
-			correct, tested := int(data[d+1]), int(data[d+2])
-			return &cav.CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer,
-				Vector: data[:d], Bias: float64(data[d]), Correct: correct, Tested: tested,
-				Accuracy: float64(correct) / float64(tested)}, nil
+		re, err := e.examples(random)
+		if err != nil {
+			return err
 		}
+		m := &miss{key: key, seed: seed, ce: ce, re: re, outs: []**cav.CAV{j.out}}
+		byKey[key] = m
+		misses = append(misses, m)
 	}
-	ce, err := e.examples(concept)
-	if err != nil {
-		return nil, err
+	work := make(chan *miss)
+	var wg sync.WaitGroup
+	for w := 0; w < min(len(misses), runtime.GOMAXPROCS(0), 4); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				m.c, m.err = cav.Fit(m.ce, m.re, st, m.seed)
+			}
+		}()
 	}
-	re, err := e.examples(random)
-	if err != nil {
-		return nil, err
+	for _, m := range misses {
+		work <- m
 	}
-	c, err := cav.Fit(ce, re, st, seed)
-	if err != nil {
-		return nil, err
-	}
-	// Counts, not the ratio: they survive float32 storage exactly.
-	data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Correct), float32(c.Tested))
+	close(work)
+	wg.Wait()
 	if e.freshCAVs == nil {
 		e.freshCAVs = map[string]bool{}
 	}
-	e.freshCAVs[key] = true
-	return c, e.cache.Put(key, []int64{int64(len(data))}, data)
+	for _, m := range misses {
+		if m.err != nil {
+			return m.err
+		}
+		// Counts, not the ratio: they survive float32 storage exactly.
+		c := m.c
+		data := append(append([]float32(nil), c.Vector...), float32(c.Bias), float32(c.Correct), float32(c.Tested))
+		e.freshCAVs[m.key] = true
+		if err := e.cache.Put(m.key, []int64{int64(len(data))}, data); err != nil {
+			return err
+		}
+		for _, out := range m.outs {
+			*out = c
+		}
+	}
+	return nil
 }
 
 // release frees a's device copy now, for sets used once (a perturbed set).
