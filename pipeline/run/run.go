@@ -168,7 +168,13 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	}
 	defer partial.Now()
 	interrupt.SetNote("nothing written to " + out)
-	defer interrupt.SetNote("")
+	defer func() {
+		// Interrupted, the note stays true until the process exits: a
+		// second signal before the command prints its line says it too.
+		if interrupt.Err() == nil {
+			interrupt.SetNote("")
+		}
+	}()
 	defer func() {
 		if ie := interrupt.Err(); err != nil && ie != nil {
 			err = &interrupt.Error{Signal: interrupt.As(ie).Signal, Detail: "nothing written to " + out}
