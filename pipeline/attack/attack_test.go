@@ -134,36 +134,74 @@ func TestBatchedGradientEqualsOneBatch(t *testing.T) {
 	for i := range randomMean {
 		randomMean[i] = float32(r.Float64())
 	}
-	obj, err := NewSurrogate("cpu", grads, 6, randomMean, 10, false)
+	surrogate, err := NewSurrogate("cpu", grads, 6, randomMean, 10, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer obj.Close()
-	value := func(batch int) (float64, [][]float32) {
-		st := newState(x0)
-		// An L2 step with no binding budget is −g/‖g‖ per image (then
-		// clipped to [0,1]): it compares the gradients' directions.
-		loss, err := st.step(m, "block3", obj, Budget{Norm: "l2", Eps: 1e9, Step: 1}, batch)
-		if err != nil {
-			t.Fatal(err)
+	defer surrogate.Close()
+	// The surrogate sends every image the same ∂loss/∂activation (it sees
+	// the set through its mean); collision sends each its own, so a batch
+	// given another batch's share shows.
+	collision := collisionTo(t, 0.3)
+	defer collision.Close()
+	for name, obj := range map[string]Objective{"surrogate": surrogate, "collision": collision} {
+		value := func(batch int) (float64, [][]float32) {
+			st := newState(x0)
+			// An L2 step with no binding budget is −g/‖g‖ per image (then
+			// clipped to [0,1]): it compares the gradients' directions.
+			loss, err := st.step(m, "block3", obj, Budget{Norm: "l2", Eps: 1e9, Step: 1}, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return loss, st.delta
 		}
-		return loss, st.delta
-	}
-	l1, g1 := value(0)
-	l2, g2 := value(2)
-	if math.Abs(l1-l2) > 1e-6 {
-		t.Fatalf("loss %g in one batch, %g in batches of 2", l1, l2)
-	}
-	for i := range g1 {
-		nonzero := false
-		for j := range g1[i] {
-			nonzero = nonzero || g1[i][j] != 0
-			if math.Abs(float64(g1[i][j]-g2[i][j])) > 1e-4 {
-				t.Fatalf("image %d: step[%d] %g in one batch, %g in batches", i, j, g1[i][j], g2[i][j])
+		l1, g1 := value(0)
+		l2, g2 := value(2)
+		if math.Abs(l1-l2) > 1e-6 {
+			t.Fatalf("%s: loss %g in one batch, %g in batches of 2", name, l1, l2)
+		}
+		for i := range g1 {
+			nonzero := false
+			for j := range g1[i] {
+				nonzero = nonzero || g1[i][j] != 0
+				if math.Abs(float64(g1[i][j]-g2[i][j])) > 1e-4 {
+					t.Fatalf("%s: image %d: step[%d] %g in one batch, %g in batches", name, i, j, g1[i][j], g2[i][j])
+				}
+			}
+			if !nonzero {
+				t.Fatalf("%s: image %d: zero step", name, i)
 			}
 		}
-		if !nonzero {
-			t.Fatalf("image %d: zero step", i)
+	}
+}
+
+// Every iterate stays in the budget, not only the quantized result: a step
+// far larger than eps is projected back into the ball and into [0,1].
+func TestEveryStepStaysInTheBudget(t *testing.T) {
+	m := demoModel(t)
+	defer m.Close()
+	x0 := append(gridImages(2, 11), sizedImages(1, 12, 40, 24)...)
+	obj := collisionTo(t, 2)
+	defer obj.Close()
+	for _, b := range []Budget{{Norm: "linf", Eps: 0.01, Step: 0.5}, {Norm: "l2", Eps: 0.3, Step: 5}} {
+		st := newState(x0)
+		for step := range 3 {
+			if _, err := st.step(m, "block3", obj, b, 2); err != nil {
+				t.Fatal(err)
+			}
+			for i, d := range st.delta {
+				sq, mx := 0.0, 0.0
+				for j, v := range d {
+					mx = math.Max(mx, math.Abs(float64(v)))
+					sq += float64(v) * float64(v)
+					if x := st.orig[i].Pix[j] + v; x < -1e-6 || x > 1+1e-6 {
+						t.Fatalf("%s step %d image %d: pixel at %g, outside [0,1]", b.Norm, step, i, x)
+					}
+				}
+				if (b.Norm == "linf" && mx > b.Eps+1e-6) || (b.Norm == "l2" && math.Sqrt(sq) > b.Eps+1e-4) {
+					t.Fatalf("%s step %d image %d: δ of L∞ %g, L2 %g outside eps %g", b.Norm, step, i, mx, math.Sqrt(sq), b.Eps)
+				}
+			}
 		}
 	}
 }

@@ -109,7 +109,9 @@ func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
 			s.IndexSelect(random.rows, 0, s.Indices(neg, device)),
 		}, 0)
 	}
-	x := rows(pPerm[nTest:], nPerm[nTest:])
+	pTrain, pTest := heldOut(pPerm, nTest)
+	nTrainRows, nTestRows := heldOut(nPerm, nTest)
+	x := rows(pTrain, nTrainRows)
 	y := make([]float64, 2*nTrain)
 	for i := range y {
 		y[i] = 1
@@ -120,7 +122,7 @@ func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
 	w, b := clf.Fit(s, x, y, seed)
 	unit := s.Div(w, s.Sqrt(s.Sum(s.Mul(w, w))))
 	// Held-out accuracy: concept rows come first in the test block.
-	xt := rows(pPerm[:nTest], nPerm[:nTest])
+	xt := rows(pTest, nTestRows)
 	margins := s.Reshape(s.MM(xt, s.Reshape(w, int64(concept.D), 1)), int64(2*nTest))
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -145,6 +147,12 @@ func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
 	return &CAV{Concept: concept.Set, Random: random.Set, Layer: concept.Layer, Vector: vec,
 		Bias: float64(float32(b)), Correct: correct, Tested: 2 * nTest,
 		Accuracy: float64(correct) / float64(2*nTest)}, nil
+}
+
+// heldOut splits a shuffled index list into training rows and the nTest
+// held-out rows the accuracy is measured on; the two never share a row.
+func heldOut(perm []int, nTest int) (train, test []int) {
+	return perm[nTest:], perm[:nTest]
 }
 
 func nonFinite(v []float32) bool {

@@ -221,3 +221,23 @@ func TestFitRejectsTooFewExamples(t *testing.T) {
 		t.Fatal("want an error for one example per side")
 	}
 }
+
+// The held-out rows that the CAV accuracy is measured on are never training
+// rows, and together they are every row once.
+func TestHeldOutRowsAreNotTrainedOn(t *testing.T) {
+	for _, n := range []int{2, 3, 10, 31} {
+		perm := rand.New(rand.NewPCG(uint64(n), 1)).Perm(n)
+		nTest := max(1, n/3)
+		train, test := heldOut(perm, nTest)
+		if len(test) != nTest || len(train) != n-nTest {
+			t.Fatalf("n %d: %d training and %d held-out rows, want %d and %d", n, len(train), len(test), n-nTest, nTest)
+		}
+		seen := map[int]bool{}
+		for _, i := range append(append([]int(nil), train...), test...) {
+			if seen[i] {
+				t.Fatalf("n %d: row %d is both trained on and held out", n, i)
+			}
+			seen[i] = true
+		}
+	}
+}
