@@ -5,6 +5,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -19,6 +22,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -408,6 +412,217 @@ char *cf_grad(const cf_tensor *outputs, const cf_tensor *grad_outputs, int nout,
 }  // extern "C"
 
 // ---------------------------------------------------------------------------
+// Pass graphs: for one set of layers, a graph of its own that runs exactly the
+// work a pass needs, built once per (module, layer set, kind) from a fresh
+// copy of the model file.
+//
+// The capture rewrite marks each wanted submodule's output with a
+// prim::SetAttr; the root forward is then inlined, so every mark sits in one
+// graph with its instance's path spelled by the prim::GetAttr chain from self.
+// The marked values become the graph's outputs (lifted out of prim::If
+// branches as Optional), the model output is dropped and dead code
+// elimination removes everything after the deepest layer. The graph is frozen
+// (parameters become constants; conv/batch-norm folding) and, for inference,
+// optimized further (optimize_for_inference: MKL-DNN layouts on the CPU,
+// conv/add/relu fusion on CUDA).
+//
+// Kinds:
+//   inference   activations only, run under c10::InferenceMode
+//   input-grad  activations only, autograd back to the input (attack steps)
+//   layer-grad  model output and the activation, which is made a leaf
+//               (detach + requires_grad_) where it is computed: the rest of
+//               the pass records autograd, nothing before it does.
+// A model the rewrite cannot express (a layer called inside a loop, called
+// twice from different branches, reached through an interface call) keeps
+// the full pass; the plan says why.
+
+namespace {
+const char *kSiteAttr = "_cavforge_site";
+enum PlanKind { kInference = 0, kInputGrad = 1, kLayerGrad = 2 };
+
+torch::jit::Module find_module(torch::jit::Module m, const std::string &p) {
+  std::stringstream ss(p);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    auto child = m.attr(part, c10::IValue());
+    if (!child.isModule()) throw std::invalid_argument("no module at path " + p);
+    m = child.toModule();
+  }
+  return m;
+}
+
+// Why a submodule's output cannot be captured, or "" when it can.
+std::string uncapturable_module(const torch::jit::Module &m) {
+  auto method = m.find_method("forward");
+  if (!method) return "has no forward method";
+  auto &fn = torch::jit::toGraphFunction(method->function());
+  auto g = fn.graph();
+  if (g->outputs().size() != 1) return "returns several values";
+  auto ty = g->outputs()[0]->type();
+  if (!ty->isSubtypeOf(*c10::TensorType::get())) return "returns " + ty->annotation_str() + ", not a tensor";
+  return "";
+}
+
+struct Plan {
+  bool ok = false;
+  std::string why;  // when !ok: why the full pass runs instead
+  torch::jit::Module mod;
+  size_t nodes_full = 0, nodes = 0;
+  bool optimized = false;
+};
+
+size_t count_nodes(torch::jit::Block *b) {
+  size_t n = 0;
+  for (auto *node : b->nodes()) {
+    n++;
+    for (auto *sb : node->blocks()) n += count_nodes(sb);
+  }
+  return n;
+}
+
+// The dotted path of the module instance v stands for, or "" when it is not
+// a chain of prim::GetAttr from self.
+std::string instance_path(torch::jit::Value *v, torch::jit::Value *self) {
+  std::vector<std::string> parts;
+  while (v != self) {
+    auto *n = v->node();
+    if (n->kind() != c10::prim::GetAttr) return "";
+    parts.push_back(n->s(c10::attr::name));
+    v = n->input(0);
+  }
+  std::string p;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) p += (p.empty() ? "" : ".") + *it;
+  return p;
+}
+
+void collect_sites(torch::jit::Block *b, torch::jit::Value *self,
+                   std::map<std::string, std::vector<torch::jit::Node *>> &sites) {
+  for (auto *n : b->nodes()) {
+    if (n->kind() == c10::prim::SetAttr && n->s(c10::attr::name) == kSiteAttr) {
+      sites[instance_path(n->input(0), self)].push_back(n);
+    }
+    for (auto *sb : n->blocks()) collect_sites(sb, self, sites);
+  }
+}
+
+// v, computed at site, as a value of the graph's top block: through each
+// enclosing prim::If as a new Optional output that is None when the branch
+// holding the site did not run.
+torch::jit::Value *lift(torch::jit::Graph &g, torch::jit::Node *site, torch::jit::Value *v, const std::string &path) {
+  auto *b = site->owningBlock();
+  while (b != g.block()) {
+    auto *owner = b->owningNode();
+    if (owner->kind() != c10::prim::If) {
+      throw std::runtime_error("layer " + path + " runs inside a " + std::string(owner->kind().toQualString()));
+    }
+    for (auto *ob : owner->blocks()) {
+      if (ob == b) {
+        ob->registerOutput(v);
+      } else {
+        torch::jit::WithInsertPoint at(ob->return_node());
+        ob->registerOutput(g.insertConstant(c10::IValue()));
+      }
+    }
+    v = owner->addOutput()->setType(c10::OptionalType::create(c10::TensorType::get()));
+    b = owner->owningBlock();
+  }
+  return v;
+}
+
+std::shared_ptr<Plan> build_plan(const std::string &file, const c10::Device &device, int kind,
+                                 const std::vector<std::string> &want) {
+  auto p = std::make_shared<Plan>();
+  auto mod = torch::jit::load(file, device);
+  mod.eval();
+  for (auto t : mod.parameters()) t.requires_grad_(false);
+  // Mark each wanted instance's class type once.
+  std::set<const c10::ClassType *> marked;
+  for (const auto &path : want) {
+    auto sub = find_module(mod, path);
+    auto why = uncapturable_module(sub);
+    if (!why.empty()) throw std::invalid_argument("layer " + path + " " + why);
+    if (!marked.insert(sub.type().get()).second) continue;
+    sub.type()->addOrCheckAttribute(kSiteAttr, c10::OptionalType::create(c10::TensorType::get()));
+    auto g = torch::jit::toGraphFunction(sub.get_method("forward").function()).graph();
+    torch::jit::WithInsertPoint at_return(g->return_node());
+    auto *node = g->create(c10::prim::SetAttr, {g->inputs()[0], g->outputs()[0]}, 0);
+    node->s_(c10::attr::name, kSiteAttr);
+    g->insertNode(node);
+  }
+  for (const auto &nm : mod.named_modules()) {
+    if (marked.count(nm.value.type().get())) nm.value._ivalue()->setAttr(kSiteAttr, c10::IValue());
+  }
+  auto &fn = torch::jit::toGraphFunction(mod.get_method("forward").function());
+  auto args = fn.getSchema().arguments();
+  auto g = fn.graph();
+  torch::jit::Inline(*g);
+  p->nodes_full = count_nodes(g->block());
+  auto *self = g->inputs()[0];
+  std::map<std::string, std::vector<torch::jit::Node *>> sites;
+  collect_sites(g->block(), self, sites);
+  std::vector<torch::jit::Value *> outs;
+  if (kind == kLayerGrad) outs.push_back(g->outputs()[0]);
+  for (const auto &path : want) {
+    auto &ss = sites[path];
+    if (ss.empty()) throw std::runtime_error("layer " + path + " is not called directly from forward");
+    auto *site = ss.front();
+    for (auto *s : ss) {
+      if (s->owningBlock() != g->block()) {
+        if (ss.size() > 1) throw std::runtime_error("layer " + path + " is called more than once under control flow");
+      } else if (s->isAfter(site)) {
+        site = s;  // called more than once: the last call is the capture
+      }
+    }
+    auto *v = site->input(1);
+    if (kind == kLayerGrad) {
+      if (site->owningBlock() != g->block()) throw std::runtime_error("layer " + path + " runs under control flow");
+      torch::jit::WithInsertPoint after(site->next());
+      auto *leaf = g->insert(c10::aten::detach, {v});
+      auto *req = g->insert(c10::Symbol::fromQualString("aten::requires_grad_"), {leaf, true});
+      v->replaceAllUsesAfterNodeWith(req->node(), req);
+      v = req;
+    } else {
+      v = lift(*g, site, v, path);
+    }
+    outs.push_back(v);
+  }
+  for (auto &kv : sites) {
+    for (auto *s : kv.second) s->destroy();
+  }
+  torch::jit::WithInsertPoint at_end(g->return_node());
+  auto *tuple = g->insertNode(g->createTuple(outs))->output();
+  while (g->outputs().size() > 0) g->eraseOutput(0);
+  g->registerOutput(tuple);
+  torch::jit::EliminateDeadCode(g);
+  fn.setSchema(c10::FunctionSchema("forward", "", args, {c10::Argument("", tuple->type())}));
+  auto frozen = torch::jit::freeze(mod, c10::nullopt, true);
+  if (kind == kInference) {
+    frozen = torch::jit::optimize_for_inference(frozen);
+    p->optimized = true;
+  }
+  auto &ffn = torch::jit::toGraphFunction(frozen.get_method("forward").function());
+  // The graph is already optimized: no profiling runs, no respecialization
+  // when the batch size changes.
+  ffn._set_initial_executor_execution_mode(torch::jit::ExecutorExecutionMode::SIMPLE);
+  p->nodes = count_nodes(ffn.graph()->block());
+  p->mod = frozen;
+  p->ok = true;
+  return p;
+}
+
+// The outputs of a plan's graph, one per wanted layer after skip of them.
+std::vector<at::Tensor> plan_outputs(const c10::IValue &out, const std::vector<std::string> &want, size_t skip) {
+  auto elems = out.toTupleRef().elements();
+  std::vector<at::Tensor> acts;
+  for (size_t k = skip; k < elems.size(); k++) {
+    if (!elems[k].isTensor()) throw std::runtime_error("layer " + want[k - skip] + " did not run in this forward pass");
+    acts.push_back(elems[k].toTensor());
+  }
+  return acts;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
 // Modules and layer capture.
 //
 // A submodule's output is captured by a graph rewrite: a prim::SetAttr at the
@@ -445,6 +660,8 @@ struct cf_module {
   void load() {
     mod = torch::jit::load(path, device);
     mod.eval();
+    // Gradients are only ever taken with respect to inputs and activations.
+    for (auto t : mod.parameters()) t.requires_grad_(false);
     paths.clear();
     for (const auto &nm : mod.named_modules()) {
       if (!nm.name.empty()) paths.push_back(nm.name);
@@ -467,16 +684,7 @@ struct cf_module {
   }
 
   // Why a path cannot be captured, or "" when it can.
-  std::string uncapturable(const torch::jit::Module &m) {
-    auto method = m.find_method("forward");
-    if (!method) return "has no forward method";
-    auto &fn = torch::jit::toGraphFunction(method->function());
-    auto g = fn.graph();
-    if (g->outputs().size() != 1) return "returns several values";
-    auto ty = g->outputs()[0]->type();
-    if (!ty->isSubtypeOf(*c10::TensorType::get())) return "returns " + ty->annotation_str() + ", not a tensor";
-    return "";
-  }
+  std::string uncapturable(const torch::jit::Module &m) { return uncapturable_module(m); }
 
   void rewrite(const std::string &p) {
     auto sub = find(p);
@@ -546,6 +754,36 @@ struct cf_module {
       return;
     }
     holder._ivalue()->setAttr(kGoAttr, go_flag(true));
+  }
+
+  // Pass graphs by kind and layer set; channels_last feeds inference graphs
+  // 4-d inputs in that memory format.
+  std::map<std::string, std::shared_ptr<Plan>> plans;
+  bool channels_last = false;
+  std::shared_ptr<Plan> plan(int kind, const std::vector<std::string> &want) {
+    std::string key = std::to_string(kind);
+    for (const auto &p : want) key += "\n" + p;
+    auto it = plans.find(key);
+    if (it != plans.end()) return it->second;
+    std::shared_ptr<Plan> p;
+    const char *off = std::getenv("CAVFORGE_FULL_PASS");
+    if (off != nullptr && *off != '\0' && std::string(off) != "0") {
+      p = std::make_shared<Plan>();
+      p->why = "CAVFORGE_FULL_PASS is set";
+    } else {
+      try {
+        p = build_plan(path, device, kind, want);
+      } catch (const std::exception &e) {
+        p = std::make_shared<Plan>();
+        char *msg = error_of(e);
+        p->why = msg;
+        std::free(msg);
+        auto nl = p->why.find('\n');
+        if (nl != std::string::npos) p->why.resize(nl);
+      }
+    }
+    plans[key] = p;
+    return p;
   }
 
   // The wanted layer that finishes last, found once per set of layers by
@@ -662,12 +900,78 @@ char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths, int n
 char *cf_module_capture(cf_module *m, cf_tensor input, const char **paths, int npaths, int mode, int autocast,
                         cf_tensor *captured) {
   CF_TRY
-  if (mode == CF_GRAD) throw std::invalid_argument("cf_module_capture runs without gradients");
+  std::vector<std::string> want(paths, paths + npaths);
+  {
+    std::lock_guard<std::mutex> lock(m->mu);
+    auto p = m->plan(mode == CF_GRAD ? kInputGrad : kInference, want);
+    if (p->ok) {
+      ModeGuard guard(mode, autocast, m->device);
+      at::Tensor x = T(input);
+      if (x.device() != m->device) x = x.to(m->device);
+      if (mode == CF_GRAD && !x.requires_grad()) x = x.detach().requires_grad_(true);
+      if (mode != CF_GRAD && m->channels_last && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      auto acts = plan_outputs(p->mod.forward({x}), want, 0);
+      for (size_t k = 0; k < acts.size(); k++) captured[k] = wrap(acts[k]);
+      return nullptr;
+    }
+  }
   with_captures(m, input, paths, npaths, mode, autocast, captured,
-                [&](const at::Tensor &x, const std::vector<std::string> &want) {
-                  m->run_until(x, m->last_layer(x, want), want);
+                [&](at::Tensor x, const std::vector<std::string> &want) {
+                  if (mode == CF_GRAD) {
+                    if (!x.requires_grad()) x = x.detach().requires_grad_(true);
+                    run_forward(m, x);
+                  } else {
+                    m->run_until(x, m->last_layer(x, want), want);
+                  }
                 });
   CF_CATCH
+}
+
+char *cf_module_forward_leaf(cf_module *m, cf_tensor input, const char *path, int autocast, cf_tensor *output,
+                             cf_tensor *captured) {
+  CF_TRY
+  std::vector<std::string> want{path};
+  {
+    std::lock_guard<std::mutex> lock(m->mu);
+    auto p = m->plan(kLayerGrad, want);
+    if (p->ok) {
+      ModeGuard guard(CF_GRAD, autocast, m->device);
+      at::Tensor x = T(input);
+      if (x.device() != m->device) x = x.to(m->device);
+      auto res = p->mod.forward({x});
+      auto first = res.toTupleRef().elements()[0];
+      if (!first.isTensor()) {
+        throw std::runtime_error("model output is " + first.type()->annotation_str() +
+                                 ", not a tensor [N, classes]");
+      }
+      auto acts = plan_outputs(res, want, 1);
+      *output = wrap(first.toTensor());
+      captured[0] = wrap(acts[0]);
+      return nullptr;
+    }
+  }
+  return cf_module_forward(m, input, &path, 1, CF_GRAD, autocast, output, captured);
+  CF_CATCH
+}
+
+char *cf_module_plan(cf_module *m, int kind, const char **paths, int npaths, char **desc) {
+  CF_TRY
+  std::lock_guard<std::mutex> lock(m->mu);
+  auto p = m->plan(kind, std::vector<std::string>(paths, paths + npaths));
+  std::string s;
+  if (p->ok) {
+    s = "pruned graph, " + std::to_string(p->nodes) + " nodes (full pass " + std::to_string(p->nodes_full) +
+        "), frozen" + (p->optimized ? ", optimized for inference" : "");
+  } else {
+    s = "full pass: " + p->why;
+  }
+  *desc = dup(s);
+  CF_CATCH
+}
+
+void cf_module_set_channels_last(cf_module *m, int on) {
+  std::lock_guard<std::mutex> lock(m->mu);
+  m->channels_last = on != 0;
 }
 
 char *cf_module_layer_shapes(cf_module *m, const int64_t *shape, int ndim, char **lines) {

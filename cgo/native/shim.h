@@ -65,11 +65,28 @@ char *cf_module_paths(cf_module *m, char **paths);
 char *cf_module_forward(cf_module *m, cf_tensor input, const char **paths,
                         int npaths, int mode, int autocast, cf_tensor *output,
                         cf_tensor *captured);
-/* Like cf_module_forward without the model's output, so the pass stops right
- * after the last of the paths has run (no gradients). */
+/* Like cf_module_forward without the model's output: the pass runs only up
+ * to the last of the paths. It runs a graph of its own per layer set (see
+ * cf_module_plan). CF_INFERENCE / CF_NO_GRAD: no autograd; CF_GRAD: the
+ * captured tensors are differentiable with respect to the input (which is
+ * copied to a gradient-requiring leaf when it does not require grad). */
 char *cf_module_capture(cf_module *m, cf_tensor input, const char **paths,
                         int npaths, int mode, int autocast,
                         cf_tensor *captured);
+/* The whole forward in grad mode, with the output of the submodule at path
+ * made an autograd leaf where it is computed: gradients of the output with
+ * respect to *captured work, and nothing before the layer records autograd
+ * (model parameters never require grad). */
+char *cf_module_forward_leaf(cf_module *m, cf_tensor input, const char *path,
+                             int autocast, cf_tensor *output,
+                             cf_tensor *captured);
+/* What a pass of kind (0 activations, 1 activations with gradients to the
+ * input, 2 forward with a leaf at the layer) runs for paths: a pruned,
+ * frozen graph, or the full pass and why. Builds it when needed. */
+char *cf_module_plan(cf_module *m, int kind, const char **paths, int npaths,
+                     char **desc);
+/* Feed 4-d inputs to activation graphs in channels_last memory format. */
+void cf_module_set_channels_last(cf_module *m, int on);
 /* Captures every submodule whose forward returns a tensor, for one input of
  * the given shape, in no-grad mode. Returns lines "path\td0,d1,..."; the
  * model output's shape comes first with path "". */

@@ -97,14 +97,66 @@ func (m *Module) Forward(s *Scope, x *Tensor, paths []string, mode Mode, cast Au
 	return s.own(unsafe.Pointer(out)), acts
 }
 
-// Capture runs the module on x without gradients and returns the outputs of
-// the submodules at paths; the pass stops after the last of them has run.
-// The tensors belong to s.
+// Capture runs the module on x and returns the outputs of the submodules at
+// paths; the pass runs only up to the last of them. Inference and NoGrad
+// record no autograd; Grad makes the outputs differentiable with respect to
+// x (see Plan for what runs). The tensors belong to s.
 func (m *Module) Capture(s *Scope, x *Tensor, paths []string, mode Mode, cast Autocast) []*Tensor {
 	return m.capture(s, "capture", x, paths, func(cpaths **C.char, caps *C.cf_tensor) *C.char {
 		return C.cf_module_capture(m.m, C.cf_tensor(x.p), cpaths, C.int(len(paths)), C.int(mode), C.int(cast), caps)
 	})
 }
+
+// ForwardLeaf runs the whole module on x in grad mode with the output of
+// the submodule at path made an autograd leaf where it is computed: the
+// gradient of the output with respect to the returned activation can be
+// taken, and nothing before the layer records autograd. Both tensors belong
+// to s.
+func (m *Module) ForwardLeaf(s *Scope, x *Tensor, path string, cast Autocast) (*Tensor, *Tensor) {
+	var out C.cf_tensor
+	acts := m.capture(s, "forward", x, []string{path}, func(cpaths **C.char, caps *C.cf_tensor) *C.char {
+		return C.cf_module_forward_leaf(m.m, C.cf_tensor(x.p), *cpaths, C.int(cast), &out, caps)
+	})
+	if acts == nil {
+		return nil, nil
+	}
+	return s.own(unsafe.Pointer(out)), acts[0]
+}
+
+// Pass names the kinds of pass that run a graph of their own.
+type Pass int
+
+const (
+	// ActivationPass is Capture without gradients.
+	ActivationPass Pass = 0
+	// InputGradPass is Capture in Grad mode.
+	InputGradPass Pass = 1
+	// LeafPass is ForwardLeaf.
+	LeafPass Pass = 2
+)
+
+// Plan says what a pass over paths runs — a pruned, frozen graph, or the
+// full forward pass and why — building the graph when it is not built yet.
+func (m *Module) Plan(pass Pass, paths []string) (string, error) {
+	cpaths := make([]*C.char, len(paths)+1)
+	for i, p := range paths {
+		cpaths[i] = C.CString(p)
+	}
+	defer func() {
+		for _, p := range cpaths {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	var desc *C.char
+	if err := cerr(C.cf_module_plan(m.m, C.int(pass), &cpaths[0], C.int(len(paths)), &desc)); err != nil {
+		return "", err
+	}
+	return goString(desc), nil
+}
+
+// SetChannelsLast makes activation passes feed 4-d inputs in channels_last
+// memory format (faster for some networks on some devices; values equal).
+func (m *Module) SetChannelsLast(on bool) { C.cf_module_set_channels_last(m.m, C.int(b2f(on))) }
 
 // capture passes paths as C strings to call and takes ownership of the
 // captured tensors it returns; nil on error (recorded in s).

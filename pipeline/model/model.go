@@ -99,7 +99,9 @@ func (m *Model) Forward(s *torch.Scope, x *torch.Tensor, paths []string, mode to
 }
 
 // Capture returns the activations at paths for a preprocessed batch,
-// without gradients and without running the model past the last of them.
+// without running the model past the last of them: in a pruned, frozen
+// graph of its own per layer set when the model allows it (see Plan). With
+// mode torch.Grad they are differentiable with respect to x.
 func (m *Model) Capture(s *torch.Scope, x *torch.Tensor, paths []string, mode torch.Mode, cast torch.Autocast) []*torch.Tensor {
 	if err := m.CheckLayers(paths); err != nil {
 		s.Fail(err)
@@ -107,6 +109,19 @@ func (m *Model) Capture(s *torch.Scope, x *torch.Tensor, paths []string, mode to
 	}
 	return m.module.Capture(s, x, paths, mode, cast)
 }
+
+// Plan says what a pass of the given kind over paths runs: a pruned,
+// frozen graph, or the full forward pass and why.
+func (m *Model) Plan(pass torch.Pass, paths []string) (string, error) {
+	if err := m.CheckLayers(paths); err != nil {
+		return "", err
+	}
+	return m.module.Plan(pass, paths)
+}
+
+// SetChannelsLast makes activation passes feed the model channels_last
+// input (the same values, sometimes faster).
+func (m *Model) SetChannelsLast(on bool) { m.module.SetChannelsLast(on) }
 
 // Layers loads the file on its own and lists every capturable layer with its
 // output shape for one input of shape chw. The model output's shape is
@@ -137,12 +152,22 @@ func Layers(path, device string, chw []int64) ([]int64, []torch.LayerShape, erro
 // gradient of the class logit h_k with respect to the activation at layer,
 // ∇_a h_k(a) with a = f_layer(x), and the logits (detached). Examples are
 // independent in eval mode, so one backward pass of Σ_n h_k(x_n) gives every
-// example's gradient.
+// example's gradient. The activation is an autograd leaf: the part of the
+// model before the layer records no autograd.
 func (m *Model) ClassGradients(s *torch.Scope, x *torch.Tensor, layer string, class int, cast torch.Autocast) (grad, logits *torch.Tensor) {
-	out, acts := m.Forward(s, x, []string{layer}, torch.Grad, cast)
+	if err := m.CheckLayers([]string{layer}); err != nil {
+		s.Fail(err)
+		return nil, nil
+	}
+	out, act := m.module.ForwardLeaf(s, x, layer, cast)
 	if out == nil {
 		return nil, nil
 	}
+	if shape := out.Shape(); len(shape) != 2 {
+		s.Fail(fmt.Errorf("model %s: output has shape %v, want [N, classes]", m.Path, shape))
+		return nil, nil
+	}
+	acts := []*torch.Tensor{act}
 	if shape := out.Shape(); class < 0 || int64(class) >= shape[1] {
 		s.Fail(fmt.Errorf("class index %d out of range for a model with %d outputs", class, shape[1]))
 		return nil, nil
