@@ -56,6 +56,11 @@ type Extractor struct {
 	Force     bool            // recompute values cached before this run (once each)
 	Progress  *progress.Bars  // may be nil
 	Hits      int             // values read from the cache
+	// AutoBatch: BatchSize is a default, not the user's; the activation
+	// pass picks its own by a timing probe (model.ProbeBatch).
+	AutoBatch bool
+	Choice    *model.BatchChoice // how the activation pass runs, once it has run
+	passBatch int               // batch size of the pass in progress; 0: BatchSize
 	fresh     map[string]bool // keys written by this extractor
 	loading   map[string]*loader
 }
@@ -117,6 +122,12 @@ func (e *Extractor) Extract(set Set, layers []string) (map[string]*Activations, 
 	if len(missing) == 0 {
 		return out, nil
 	}
+	bs, err := e.activationBatch(set, missing)
+	if err != nil {
+		return nil, err
+	}
+	e.passBatch = bs
+	defer func() { e.passBatch = 0 }()
 	fresh, err := e.run(set, missing, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
 		return e.Model.Capture(s, x, missing, torch.Inference, e.Cast)
 	})
@@ -217,7 +228,7 @@ func (e *Extractor) batch(set Set, b *pixelBatch, layers []string, res []*Activa
 	}
 	b.pixels = nil
 	x := e.Model.Normalize(s, s.Cat(parts, 0))
-	outs := pass(s, x)
+	outs := e.passBy(s, x, pass)
 	if err := s.Err(); err != nil {
 		return fmt.Errorf("set %s (%s...): %w", set.Name, b.files[0], err)
 	}

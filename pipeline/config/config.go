@@ -45,6 +45,9 @@ type Config struct {
 	// dir is the absolute directory that relative paths given to Set resolve
 	// against: the config file's directory, or "" (the working directory).
 	dir string
+	// batchSizeSet: data.batch_size was written in the file or an override
+	// (otherwise the activation pass picks its batch size by measurement).
+	batchSizeSet bool
 }
 
 // Model is the TorchScript classifier under study.
@@ -91,7 +94,8 @@ type Data struct {
 	// deterministically from the seed. Default: 100.
 	MaxImages int `yaml:"max_images"`
 	// BatchSize is the number of images per forward/backward pass.
-	// Default: 64.
+	// Default: 64; when it is not set, the activation pass picks its own by
+	// a short timing probe on the first batch (recorded in the manifest).
 	BatchSize int `yaml:"batch_size"`
 	// SkipBadImages skips unreadable or corrupt images (with a warning that
 	// names them) instead of failing. Default: false.
@@ -412,3 +416,7 @@ func (c *Config) derive() {
 		}
 	}
 }
+
+// BatchSizeSet reports whether data.batch_size was given (in the file or an
+// override) rather than left at its default.
+func (c *Config) BatchSizeSet() bool { return c.batchSizeSet }

@@ -87,6 +87,11 @@ func (c *Config) Set(overrides ...string) error {
 	if err := nc.Validate(); err != nil {
 		return d.locate(err)
 	}
+	nc.batchSizeSet = c.batchSizeSet
+	for _, o := range overrides {
+		key, _, _ := strings.Cut(o, "=")
+		nc.batchSizeSet = nc.batchSizeSet || key == "data.batch_size" || key == "data"
+	}
 	*c = *nc
 	return nil
 }
@@ -105,6 +110,7 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 		return nil, err
 	}
 	c.dir = dir
+	c.batchSizeSet = hasKey(root, "data", "batch_size")
 	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root}
 	for i := range c.Facets {
 		paths = append(paths, &c.Facets[i].PoisonedFrom)
@@ -641,4 +647,27 @@ func plural(t reflect.Type) string {
 		return "mappings"
 	}
 	return "values"
+}
+
+// hasKey reports whether the mapping n holds the nested key path.
+func hasKey(n *yaml.Node, path ...string) bool {
+	if n == nil {
+		return false
+	}
+	n = deref(n)
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = deref(n.Content[0])
+	}
+	if len(path) == 0 {
+		return true
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == path[0] {
+			return hasKey(n.Content[i+1], path[1:]...)
+		}
+	}
+	return false
 }

@@ -383,3 +383,32 @@ func TestOverrideThroughAlias(t *testing.T) {
 		t.Errorf("attacks = %+v, %+v; want striped, then dotted with the anchored layer", c.Attack[0], c.Attack[1])
 	}
 }
+
+// The activation pass may pick its own batch size only when the user did not
+// give one: in the file, as an override, or through Set.
+func TestBatchSizeSetOnlyWhenWritten(t *testing.T) {
+	req := []string{"model.path=m.pt", "tcav.targets=[zebra]", "tcav.concepts=[striped]", "tcav.layers=[l]"}
+	cases := []struct {
+		body  string
+		extra []string
+		want  bool
+	}{
+		{"name: x\n", nil, false},
+		{"name: x\ndata: {root: d}\n", nil, false},
+		{"name: x\ndata: {batch_size: 64}\n", nil, true},
+		{"name: x\n", []string{"data.batch_size=8"}, true},
+	}
+	for _, c := range cases {
+		cfg := mustLoad(t, write(t, "c.yaml", c.body), append(append([]string(nil), req...), c.extra...)...)
+		if cfg.BatchSizeSet() != c.want {
+			t.Errorf("%q %v: BatchSizeSet %v, want %v", c.body, c.extra, cfg.BatchSizeSet(), c.want)
+		}
+	}
+	cfg := mustLoad(t, write(t, "c.yaml", "name: x\n"), req...)
+	if err := cfg.Set("seed=3"); err != nil || cfg.BatchSizeSet() {
+		t.Errorf("Set of another key: BatchSizeSet %v (%v)", cfg.BatchSizeSet(), err)
+	}
+	if err := cfg.Set("data.batch_size=4"); err != nil || !cfg.BatchSizeSet() {
+		t.Errorf("Set data.batch_size: BatchSizeSet %v (%v)", cfg.BatchSizeSet(), err)
+	}
+}

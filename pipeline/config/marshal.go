@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 
@@ -15,6 +16,9 @@ func (c *Config) Marshal() ([]byte, error) {
 	var n yaml.Node
 	if err := n.Encode(c); err != nil {
 		return nil, err
+	}
+	if !c.batchSizeSet {
+		unsetBatchSize(&n)
 	}
 	walkNodes(&n, func(n *yaml.Node) {
 		if n.Kind == yaml.SequenceNode && allScalars(n.Content) {
@@ -86,4 +90,26 @@ func allScalars(ns []*yaml.Node) bool {
 		}
 	}
 	return true
+}
+
+// unsetBatchSize leaves data.batch_size out of the resolved YAML, with a
+// comment, so that reading it back keeps the batch size unset (the
+// activation pass measures its own; other passes use the default).
+func unsetBatchSize(root *yaml.Node) {
+	if root.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "data" || root.Content[i+1].Kind != yaml.MappingNode {
+			continue
+		}
+		data := root.Content[i+1]
+		for j := 0; j+1 < len(data.Content); j += 2 {
+			if data.Content[j].Value == "batch_size" {
+				data.Content = append(data.Content[:j], data.Content[j+2:]...)
+				root.Content[i].HeadComment = fmt.Sprintf("data.batch_size not set: %d for gradient passes; the activation pass picks its own (manifest.json: activation_pass)", Default().Data.BatchSize)
+				return
+			}
+		}
+	}
 }

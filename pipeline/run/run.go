@@ -73,6 +73,10 @@ type Manifest struct {
 	Selected []string `json:"stages,omitempty"`
 	// Overrides are the --set overrides of the command line, in order.
 	Overrides []string `json:"overrides,omitempty"`
+	// ActivationPass is how the activation pass ran (batch size, memory
+	// format, graph) and how that was chosen; absent when every value came
+	// from the cache.
+	ActivationPass *model.BatchChoice `json:"activation_pass,omitempty"`
 }
 
 // experiment is the state one run shares between its stages.
@@ -204,6 +208,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	}
 	if e.extract != nil {
 		e.manifest.CacheHits += e.extract.Hits
+		e.manifest.ActivationPass = e.extract.Choice
 	}
 	e.manifest.End = time.Now().UTC()
 	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
@@ -422,7 +427,7 @@ func (e *experiment) loadModel() error {
 // preprocessing is part of every cache key.
 func (e *experiment) extractorFor(in model.Input) *activations.Extractor {
 	spec, _ := json.Marshal(in)
-	ex := &activations.Extractor{Model: e.model.WithInput(in), Cache: e.cache, BatchSize: e.cfg.Data.BatchSize,
+	ex := &activations.Extractor{Model: e.model.WithInput(in), Cache: e.cache, BatchSize: e.cfg.Data.BatchSize, AutoBatch: !e.cfg.BatchSizeSet(),
 		SkipBad: e.cfg.Data.SkipBadImages, Cast: e.cast, Log: e.log, Force: e.opts.Force, Progress: e.opts.Progress,
 		ModelKey: cache.Key("model", e.manifest.ModelHash, string(spec), e.cfg.Precision, deviceKind(e.device))}
 	e.extractors = append(e.extractors, ex)
