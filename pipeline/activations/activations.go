@@ -53,15 +53,15 @@ type Extractor struct {
 	SkipBad   bool
 	Cast      torch.Autocast
 	Log       *logrus.Logger
-	Force     bool            // recompute values cached before this run (once each)
-	Progress  *progress.Bars  // may be nil
-	Hits      int             // values read from the cache
+	Force     bool           // recompute values cached before this run (once each)
+	Progress  *progress.Bars // may be nil
+	Hits      int            // values read from the cache
 	// AutoBatch: BatchSize is a default, not the user's; the activation
 	// pass picks its own by a timing probe (model.ProbeBatch).
 	AutoBatch bool
 	Choice    *model.BatchChoice // how the activation pass runs, once it has run
-	passBatch int               // batch size of the pass in progress; 0: BatchSize
-	fresh     map[string]bool // keys written by this extractor
+	passBatch int                // batch size of the pass in progress; 0: BatchSize
+	fresh     map[string]bool    // keys written by this extractor
 	loading   map[string]*loader
 }
 

@@ -2,9 +2,9 @@ package config
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 
 	"gopkg.in/yaml.v3"
 )
