@@ -332,6 +332,16 @@ else
   else
     echo "no torchvision with this python: GoogLeNet skipped"
   fi
+  # A depthwise network: MobileNetV2 (random weights), traced.
+  mobilenet=""
+  if [[ -n "$PY" && -n $(field torchvision) ]]; then
+    mobilenet="$GB/models/mobilenet_v2.pt"
+    if [[ ! -f "$mobilenet" ]] && ! timeout 300 "$PY" scripts/export_torchvision.py --model mobilenet_v2 --mode trace --size 224 --out "$mobilenet" >"$GB/export-mobilenet.log" 2>&1; then
+      problem "MobileNetV2 export failed:"; tail -n 15 "$GB/export-mobilenet.log"; mobilenet=""
+    fi
+  elif [[ -f build/models/mobilenet_v2.pt ]]; then
+    mobilenet=build/models/mobilenet_v2.pt
+  fi
   runs=("cpu fp32")
   if ((CUDA)); then
     runs+=("cuda fp32")
@@ -341,14 +351,16 @@ else
     echo "(CPU only: CUDA is not available)"
   fi
   bench() {  # MODEL LAYER C,H,W DEVICE PRECISION
+    local batches=1,2,8
+    if [[ $4 == cuda* ]]; then batches=16,64,256; fi
     if ((SECONDS > BUDGET)); then
       echo "skipped $1 on $4 $5: past the time budget (${BUDGET}s)"; return
     fi
     echo
     # libtorch may warn on every pass (deprecations): fold repeats after the table.
     local err="$GB/bench.stderr"
-    if ! cf bench "$1" --layer "$2" --input "$3" --batches 1,16,64 --seconds "$SECS" \
-         --device "$4" --precision "$5" --baseline "$baseline" 2>"$err"; then
+    if ! cf bench "$1" --layer "$2" --input "$3" --batches "$batches" --seconds "$SECS" --rounds 3 \
+         --passes act,grad,pgd --device "$4" --precision "$5" --baseline "$baseline" 2>"$err"; then
       problem "bench $1 on $4 $5 failed"
     fi
     if [[ -s "$err" ]]; then
@@ -359,10 +371,40 @@ else
   for r in "${runs[@]}"; do
     set -- $r
     if [[ -n "$googlenet" ]]; then bench "$googlenet" inception4c 3,224,224 "$1" "$2"; fi
+    if [[ -n "$mobilenet" ]]; then bench "$mobilenet" features.12 3,224,224 "$1" "$2"; fi
     if [[ $2 == fp32 ]]; then bench testdata/demo/model.pt block3 3,64,64 "$1" "$2"; fi
   done
   echo
-  echo "ratio = cavforge img/s / C++ loop img/s; the C++ loop (same libtorch, same device) is timed in fp32 only."
+  echo "floor÷cavforge > 1: cavforge slower than the C++ floor (same libtorch, same device; timed in fp32 only)."
+  # PyTorch eager on the same card, for the >= 1.0x eager target: the
+  # torchvision model itself, full forward with a hook at the layer (as
+  # hook-based tools run it), no_grad, fp32.
+  if ((CUDA)) && [[ -n "$PY" && -n $(field torchvision) ]]; then
+    for ml in "googlenet inception4c" "mobilenet_v2 features.12"; do
+      set -- $ml
+      if ((SECONDS > BUDGET)); then echo "skipped eager $1: past the time budget"; continue; fi
+      "$PY" - "$1" "$2" "$SECS" <<'PY' || problem "eager PyTorch bench of $1 failed"
+import sys, time, torch, torchvision
+name, layer, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+kw = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+m = getattr(torchvision.models, name)(weights=None, **kw).cuda().eval()
+acts = []
+dict(m.named_modules())[layer].register_forward_hook(lambda mod, i, o: acts.append(o))
+for b in (16, 64, 256):
+    x = torch.rand(b, 3, 224, 224, device="cuda")
+    def run():
+        acts.clear()
+        with torch.no_grad():
+            m(x)
+        acts[0].cpu()
+    for _ in range(3): run()
+    torch.cuda.synchronize(); t = time.time(); n = 0
+    while time.time() - t < secs: run(); n += 1
+    torch.cuda.synchronize()
+    print(f"PyTorch eager {name} @ {layer}, batch {b}: {b*n/(time.time()-t):.1f} img/s (full forward + hook, no_grad)")
+PY
+    done
+  fi
 fi
 
 # ---------------------------------------------------------------------------

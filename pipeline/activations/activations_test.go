@@ -1,0 +1,80 @@
+package activations
+
+import (
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/pipeline/cache"
+	"github.com/cavforge/cavforge/pipeline/images"
+	"github.com/cavforge/cavforge/pipeline/model"
+)
+
+var demo = filepath.Join("..", "..", "testdata", "demo")
+
+func demoSet(t *testing.T, name string) Set {
+	t.Helper()
+	files, err := images.ListSet(filepath.Join(demo, "data"), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = files[:min(len(files), 20)]
+	h, err := images.ListHash(filepath.Join(demo, "data"), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Set{Name: name, Files: files, Hash: h}
+}
+
+func demoExtractor(t *testing.T, auto bool, batch int) *Extractor {
+	t.Helper()
+	in := model.Input{Size: [2]int{64, 64}, Resize: 64, Crop: "center", Mean: [3]float64{0.5, 0.5, 0.5}, Std: [3]float64{0.25, 0.25, 0.25}}
+	m, err := model.Load(filepath.Join(demo, "model.pt"), "cpu", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return &Extractor{Model: m, ModelKey: "demo", Cache: cache.Cache{Dir: t.TempDir()}, BatchSize: batch, AutoBatch: auto, Cast: torch.FP32}
+}
+
+// Without a configured batch size the activation pass measures its own,
+// records the choice, and gives the values of a fixed-batch pass; with one
+// it keeps it.
+func TestProbedBatchKeepsTheValuesAndIsRecorded(t *testing.T) {
+	set := demoSet(t, "striped")
+	layers := []string{"block2", "block3"}
+	auto := demoExtractor(t, true, 64)
+	got, err := auto.Extract(set, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := auto.Choice
+	if c == nil || c.Source != "probe" || !slices.Contains(model.ProbeCandidates("cpu"), c.BatchSize) || len(c.Timings) < 3 {
+		t.Fatalf("choice %+v: want a probed batch size among the candidates, with its timings", c)
+	}
+	if !strings.HasPrefix(c.Plan, "pruned graph") {
+		t.Errorf("plan %q: want the pruned graph", c.Plan)
+	}
+	fixed := demoExtractor(t, false, 7)
+	want, err := fixed.Extract(set, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Choice == nil || fixed.Choice.BatchSize != 7 || fixed.Choice.Source != "config" {
+		t.Fatalf("configured batch 7: choice %+v", fixed.Choice)
+	}
+	for _, l := range layers {
+		a, b := got[l], want[l]
+		if a.N != len(set.Files) || b.N != a.N || len(a.Data) != len(b.Data) {
+			t.Fatalf("%s: %d and %d examples, want %d", l, a.N, b.N, len(set.Files))
+		}
+		for i := range a.Data {
+			if d := math.Abs(float64(a.Data[i] - b.Data[i])); d > 1e-4*(1+math.Abs(float64(b.Data[i]))) {
+				t.Fatalf("%s value %d: %g with batch %d, %g with batch 7", l, i, a.Data[i], c.BatchSize, b.Data[i])
+			}
+		}
+	}
+}
