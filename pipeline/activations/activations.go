@@ -58,11 +58,12 @@ type Extractor struct {
 	Hits      int            // values read from the cache
 	// AutoBatch: BatchSize is a default, not the user's; the activation
 	// pass picks its own by a timing probe (model.ProbeBatch).
-	AutoBatch bool
-	Choice    *model.BatchChoice // how the activation pass runs, once it has run
-	passBatch int                // batch size of the pass in progress; 0: BatchSize
-	fresh     map[string]bool    // keys written by this extractor
-	loading   map[string]*loader
+	AutoBatch  bool
+	Choice     *model.BatchChoice // how the activation pass runs, once it has run
+	GradChoice *model.BatchChoice // how the class-gradient pass runs (probed only with AutoBatch)
+	passBatch  int                // batch size of the pass in progress; 0: BatchSize
+	fresh      map[string]bool    // keys written by this extractor
+	loading    map[string]*loader
 }
 
 // Prefetch starts decoding set's first batch in the background when its
@@ -149,6 +150,12 @@ func (e *Extractor) ClassGradients(set Set, layer string, class int) (*Activatio
 	if a, ok, err := e.cached(key, set, layer); err != nil || ok {
 		return a, err
 	}
+	bs, err := e.gradientBatch(set, layer)
+	if err != nil {
+		return nil, err
+	}
+	e.passBatch = bs
+	defer func() { e.passBatch = 0 }()
 	res, err := e.run(set, []string{layer}, func(s *torch.Scope, x *torch.Tensor) []*torch.Tensor {
 		g, _ := e.Model.ClassGradients(s, x, layer, class, e.Cast)
 		return []*torch.Tensor{g}

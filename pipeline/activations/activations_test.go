@@ -17,7 +17,7 @@ var demo = filepath.Join("..", "..", "testdata", "demo")
 
 func demoSet(t *testing.T, name string) Set {
 	t.Helper()
-	files, err := images.ListSet(filepath.Join(demo, "data"), name)
+	files, err := images.ListSet(filepath.Join(demo, "data"), name, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

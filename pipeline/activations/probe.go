@@ -10,20 +10,63 @@ import (
 	"github.com/cavforge/cavforge/pipeline/model"
 )
 
-// activationBatch is the batch size of the activation pass: measured once per
-// extractor on the first images of the first set that needs the pass, at
-// BatchSize when that was configured (then only the memory format is
-// chosen), otherwise among model.ProbeCandidates. The choice is in Choice.
+// activationBatch is the batch size of the activation pass, measured once
+// per extractor (Choice) on the first images of the first set that needs it.
 func (e *Extractor) activationBatch(set Set, layers []string) (int, error) {
-	if e.Choice != nil {
-		return e.Choice.BatchSize, nil
+	if e.Choice == nil {
+		c, err := e.probe(set, func(x *torch.Tensor, cands []int, fixed int) (model.BatchChoice, error) {
+			return model.ProbeBatch(e.Model, x, layers, e.Cast, cands, fixed)
+		})
+		if err != nil || c == nil {
+			return max(e.BatchSize, 1), err
+		}
+		e.Choice = c
+		e.logChoice("activation pass", c)
 	}
+	return e.Choice.BatchSize, nil
+}
+
+// gradientBatch is the batch size of the class-gradient pass, measured once
+// per extractor (GradChoice) like the activation pass's.
+func (e *Extractor) gradientBatch(set Set, layer string) (int, error) {
+	if !e.AutoBatch {
+		return max(e.BatchSize, 1), nil
+	}
+	if e.GradChoice == nil {
+		c, err := e.probe(set, func(x *torch.Tensor, cands []int, fixed int) (model.BatchChoice, error) {
+			// A gradient pass costs about three activation passes: the
+			// largest candidate is left out, except on a GPU.
+			if len(cands) > 1 && e.Model.Device() == "cpu" {
+				cands = cands[:len(cands)-1]
+			}
+			return model.ProbeGradBatch(e.Model, x, layer, e.Cast, cands, fixed)
+		})
+		if err != nil || c == nil {
+			return max(e.BatchSize, 1), err
+		}
+		e.GradChoice = c
+		e.logChoice("class-gradient pass", c)
+	}
+	return e.GradChoice.BatchSize, nil
+}
+
+func (e *Extractor) logChoice(pass string, c *model.BatchChoice) {
+	if e.Log != nil {
+		e.Log.Infof("%s: %s; %s", pass, c, c.Plan)
+	}
+}
+
+// probe decodes the first images of set and hands them, preprocessed, to
+// measure: at BatchSize when that was configured (only the memory format is
+// then chosen), otherwise among model.ProbeCandidates. nil when the images
+// cannot be read: the pass itself will say what is wrong with them.
+func (e *Extractor) probe(set Set, measure func(*torch.Tensor, []int, int) (model.BatchChoice, error)) (*model.BatchChoice, error) {
 	fixed := 0
 	if !e.AutoBatch {
 		fixed = max(e.BatchSize, 1)
 	}
 	cands := model.ProbeCandidates(e.Model.Device())
-	k := min(len(set.Files), max(cands[len(cands)-1], fixed, 1))
+	k := min(len(set.Files), cands[len(cands)-1])
 	if fixed > 0 {
 		k = min(len(set.Files), fixed, 4)
 	}
@@ -33,23 +76,19 @@ func (e *Extractor) activationBatch(set Set, layers []string) (int, error) {
 	quiet.SetOutput(io.Discard)
 	imgs, err := images.LoadSet(set.Files[:k], true, quiet)
 	if err != nil || len(imgs) == 0 {
-		return max(e.BatchSize, 1), nil // the pass itself will say what is wrong
+		return nil, nil
 	}
 	s := torch.NewScope()
 	defer s.Close()
 	x := e.Model.Normalize(s, e.Model.Pixels(s, imgs))
-	if err := s.Err(); err != nil {
-		return max(e.BatchSize, 1), nil
+	if s.Err() != nil {
+		return nil, nil
 	}
-	c, err := model.ProbeBatch(e.Model, x, layers, e.Cast, cands, fixed)
+	c, err := measure(x, cands, fixed)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	e.Choice = &c
-	if e.Log != nil {
-		e.Log.Infof("activation pass: %s; %s", c, c.Plan)
-	}
-	return c.BatchSize, nil
+	return &c, nil
 }
 
 // passBy runs pass on x in slices of the measured batch size (the images

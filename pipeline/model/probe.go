@@ -54,38 +54,60 @@ func ProbeCandidates(device string) []int {
 // to the chosen format. When fixed > 0 the batch size is fixed and only the
 // format is measured.
 func ProbeBatch(m *Model, x *torch.Tensor, layers []string, cast torch.Autocast, candidates []int, fixed int) (BatchChoice, error) {
+	plan, err := m.Plan(torch.ActivationPass, layers)
+	if err != nil {
+		return BatchChoice{}, err
+	}
+	return probe(m, x, plan, candidates, fixed, true, func(s *torch.Scope, xb *torch.Tensor) []*torch.Tensor {
+		return m.Capture(s, xb, layers, torch.Inference, cast)
+	})
+}
+
+// ProbeGradBatch times the class-gradient pass at layer the same way (one
+// memory format: gradient graphs take the input as it is).
+func ProbeGradBatch(m *Model, x *torch.Tensor, layer string, cast torch.Autocast, candidates []int, fixed int) (BatchChoice, error) {
+	plan, err := m.Plan(torch.LeafPass, []string{layer})
+	if err != nil {
+		return BatchChoice{}, err
+	}
+	return probe(m, x, plan, candidates, fixed, false, func(s *torch.Scope, xb *torch.Tensor) []*torch.Tensor {
+		g, _ := m.ClassGradients(s, xb, layer, 0, cast)
+		return []*torch.Tensor{g}
+	})
+}
+
+func probe(m *Model, x *torch.Tensor, plan string, candidates []int, fixed int, formats bool,
+	pass func(*torch.Scope, *torch.Tensor) []*torch.Tensor) (BatchChoice, error) {
 	shape := x.Shape()
 	if len(shape) == 0 {
 		return BatchChoice{}, fmt.Errorf("probe: no input")
 	}
 	n := int(shape[0])
-	plan, err := m.Plan(torch.ActivationPass, layers)
-	if err != nil {
-		return BatchChoice{}, err
-	}
 	choice := BatchChoice{Source: "probe", Plan: plan}
 	rate := func(b int, cl bool) (float64, error) {
-		m.SetChannelsLast(cl)
+		if formats {
+			m.SetChannelsLast(cl)
+		}
 		s := torch.NewScope()
 		defer s.Close()
 		xb := s.Narrow(x, 0, 0, int64(b))
-		pass := func() error {
+		once := func() error {
 			ps := torch.NewScope()
 			defer ps.Close()
-			for _, a := range m.Capture(ps, xb, layers, torch.Inference, cast) {
+			for _, a := range pass(ps, xb) {
 				if _, err := a.Float32s(); err != nil {
 					return err
 				}
 			}
 			return ps.Err()
 		}
-		if err := pass(); err != nil { // warm-up: kernels and buffers for this shape
+		if err := once(); err != nil { // warm-up: kernels and buffers for this shape
 			return 0, err
 		}
 		start := time.Now()
 		reps := 0
 		for reps < 1 || (reps < 4 && time.Since(start) < 60*time.Millisecond) {
-			if err := pass(); err != nil {
+			if err := once(); err != nil {
 				return 0, err
 			}
 			reps++
@@ -105,19 +127,23 @@ func ProbeBatch(m *Model, x *torch.Tensor, layers []string, cast torch.Autocast,
 	if err != nil {
 		return choice, err
 	}
-	last, err := rate(small, true)
-	if err != nil {
-		return choice, err
-	}
-	// channels_last only for a clear win: the measurement is noisy.
-	choice.ChannelsLast = last > 1.05*contiguous
 	best, bestRate := small, contiguous
-	if choice.ChannelsLast {
-		bestRate = last
+	if formats {
+		last, err := rate(small, true)
+		if err != nil {
+			return choice, err
+		}
+		// channels_last only for a clear win: the measurement is noisy.
+		choice.ChannelsLast = last > 1.05*contiguous
+		if choice.ChannelsLast {
+			bestRate = last
+		}
 	}
 	if fixed > 0 {
 		choice.BatchSize, choice.Source = fixed, "config"
-		m.SetChannelsLast(choice.ChannelsLast)
+		if formats {
+			m.SetChannelsLast(choice.ChannelsLast)
+		}
 		return choice, nil
 	}
 	for _, b := range candidates {
@@ -133,6 +159,8 @@ func ProbeBatch(m *Model, x *torch.Tensor, layers []string, cast torch.Autocast,
 		}
 	}
 	choice.BatchSize = best
-	m.SetChannelsLast(choice.ChannelsLast)
+	if formats {
+		m.SetChannelsLast(choice.ChannelsLast)
+	}
 	return choice, nil
 }

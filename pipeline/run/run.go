@@ -77,6 +77,9 @@ type Manifest struct {
 	// format, graph) and how that was chosen; absent when every value came
 	// from the cache.
 	ActivationPass *model.BatchChoice `json:"activation_pass,omitempty"`
+	// GradientPass is the same for the class-gradient pass when its batch
+	// size was measured (data.batch_size not set).
+	GradientPass *model.BatchChoice `json:"gradient_pass,omitempty"`
 }
 
 // experiment is the state one run shares between its stages.
@@ -209,6 +212,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if e.extract != nil {
 		e.manifest.CacheHits += e.extract.Hits
 		e.manifest.ActivationPass = e.extract.Choice
+		e.manifest.GradientPass = e.extract.GradChoice
 	}
 	e.manifest.End = time.Now().UTC()
 	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
