@@ -104,7 +104,7 @@ device: $device
 cache_dir: bench-cache
 model:
   path: $(realpath "$model")
-  input: {size: [$size, $size], resize: $size}
+  input: {size: [$size, $size]}
 data: {root: $(realpath "$data"), max_images: 50}
 tcav:
   targets: ["0"]
@@ -114,7 +114,9 @@ tcav:
   layers: [${layers//,/, }]
 YAML
   rm -rf "$out"
-  "$cavforge" run "$cfg" --out "$out" --force --log-format json 2>/dev/null >/dev/null
+  if ! "$cavforge" run "$cfg" --out "$out" --force --log-format json 2>"$out.log" >/dev/null; then
+    echo "bench: cavforge run $cfg failed:" >&2; tail -n 3 "$out.log" >&2; return 1
+  fi
   local base
   base=$(BENCH_THREADS=$(nproc) "$baseline" --tcav "$model" "$layers" "3,$size,$size" 32 650 50 "$(sed -n 's/.*"device": "\(.*\)".*/\1/p' "$out/manifest.json" | head -n1)")
   python3 - "$out/manifest.json" <<PY
