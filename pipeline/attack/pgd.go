@@ -183,7 +183,14 @@ func (st *state) step(m *model.Model, layer string, obj Objective, b Budget, bat
 	for _, g := range groups {
 		s := torch.NewScope()
 		leaves, x := st.inputs(s, m, g, true)
-		logits, acts := m.Forward(s, m.Normalize(s, x), []string{layer}, torch.Grad, torch.FP32)
+		var logits *torch.Tensor
+		var acts []*torch.Tensor
+		if b.Stealth.on() {
+			logits, acts = m.Forward(s, m.Normalize(s, x), []string{layer}, torch.Grad, torch.FP32)
+		} else {
+			// Only the layer is needed: a graph pruned after it.
+			acts = m.Capture(s, m.Normalize(s, x), []string{layer}, torch.Grad, torch.FP32)
+		}
 		var total *torch.Tensor
 		if acts != nil {
 			if dActs == nil {
@@ -273,7 +280,7 @@ func (st *state) activations(s *torch.Scope, m *model.Model, layer string, g []i
 	inner := torch.NewScope()
 	defer inner.Close()
 	_, x := st.inputs(inner, m, g, false)
-	_, acts := m.Forward(inner, m.Normalize(inner, x), []string{layer}, mode, torch.FP32)
+	acts := m.Capture(inner, m.Normalize(inner, x), []string{layer}, mode, torch.FP32)
 	if acts == nil {
 		return nil, firstErr(inner.Err(), fmt.Errorf("no activations"))
 	}
