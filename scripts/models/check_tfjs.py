@@ -43,8 +43,11 @@ def run_tfjs(node_modules, tfjs_model, pixels, nodes, work):
         json.dump(nodes, f)
     env = dict(os.environ, NODE_PATH=node_modules)
     n, h, w, _ = pixels.shape
-    subprocess.run(["node", os.path.join(HERE, "tfjs_run.js"), tfjs_model, u8, str(n), str(h), str(w),
-                    os.path.join(work, "nodes.json"), work], check=True, env=env)
+    r = subprocess.run(["node", os.path.join(HERE, "tfjs_run.js"), tfjs_model, u8, str(n), str(h), str(w),
+                        os.path.join(work, "nodes.json"), work], env=env, capture_output=True, text=True)
+    if r.returncode != 0:  # TF.js's own banners go to stdout; show them only then
+        sys.stderr.write(r.stdout + r.stderr)
+        raise SystemExit("check_tfjs: TF.js run failed (exit %d)" % r.returncode)
     with open(os.path.join(work, "shapes.json")) as f:
         meta = json.load(f)
     out = {}
