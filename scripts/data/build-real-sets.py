@@ -190,6 +190,19 @@ class Sources:
                       "sha256": self.sha[path]}
 
 
+def generator_sha256() -> str:
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for f in ("build-real-sets.py", "debfiles.py"):
+        with open(os.path.join(here, f), "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def params(seed: int, per_set: int, random_sets: int, size: int) -> dict:
+    return {"seed": seed, "per_set": per_set, "random_sets": random_sets, "size": size}
+
+
 def build(out: str, seed: int, per_set: int, random_sets: int, size: int):
     src = Sources()
     entries = []
@@ -246,7 +259,8 @@ def build(out: str, seed: int, per_set: int, random_sets: int, size: int):
             for name, data in files:
                 with open(os.path.join(work, name), "wb") as f:
                     f.write(data)
-        prov = {"generator": "scripts/data/build-real-sets.py", "seed": seed, "size": size, "per_set": per_set,
+        prov = {"generator": "scripts/data/build-real-sets.py", "generator_sha256": generator_sha256(),
+                "params": params(seed, per_set, random_sets, size), "seed": seed, "size": size, "per_set": per_set,
                 "sets": {k: len(v) for k, v in sets.items()}, "images": entries}
         with open(os.path.join(work, "provenance.json"), "w") as f:
             json.dump(prov, f, indent=1)
@@ -281,9 +295,16 @@ def main(argv=None) -> int:
         return 1
     if os.path.exists(os.path.join(out, "provenance.json")):
         with open(os.path.join(out, "provenance.json")) as f:
-            if json.load(f).get("generator") != "scripts/data/build-real-sets.py":
-                print("build-real-sets: %s/provenance.json is not this script's" % out, file=sys.stderr)
-                return 1
+            prev = json.load(f)
+        if prev.get("generator") != "scripts/data/build-real-sets.py":
+            print("build-real-sets: %s/provenance.json is not this script's" % out, file=sys.stderr)
+            return 1
+        want = params(args.seed, args.per_set, args.random_sets, args.size)
+        if prev.get("generator_sha256") == generator_sha256() and prev.get("params") == want and all(
+                os.path.exists(os.path.join(out, e["image"])) for e in prev.get("images", [])):
+            print("build-real-sets: %s is up to date (%d images, same generator and parameters)"
+                  % (out, len(prev["images"])), file=sys.stderr)
+            return 0
     try:
         sets = build(out, args.seed, args.per_set, args.random_sets, args.size)
     except (debfiles.DebError, BuildError, OSError) as e:
