@@ -704,21 +704,21 @@ def build_heads(predictors) -> nn.Module:
 
 
 def instantiate(cls_name: str, base, forward_lines: List[str], blocks):
-    """Define cls_name(base) with the given forward in a real file (TorchScript
-    reads the source of what it compiles) and return an instance."""
-    import importlib.util
-    import tempfile
+    """Define cls_name(base) with the given forward and return an instance.
+    TorchScript reads the source of what it compiles: the generated source is
+    registered with linecache under a fixed name (no temp file, so the saved
+    model's debug info does not change from run to run)."""
+    import linecache
+    import types
 
     src = "import torch\nfrom torch import Tensor\nfrom typing import List\n\n\n" + "\n".join(forward_lines) + "\n"
-    d = tempfile.mkdtemp(prefix="cocossd-")
-    path = os.path.join(d, cls_name.lower() + ".py")
-    with open(path, "w") as f:
-        f.write(src)
-    spec = importlib.util.spec_from_file_location(cls_name.lower(), path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cls = type(cls_name, (base,), {"forward": mod.forward, "__module__": mod.__name__})
-    sys.modules[mod.__name__] = mod
+    modname = "cocossd_" + cls_name.lower()
+    filename = "<generated %s>" % modname
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    mod = types.ModuleType(modname)
+    exec(compile(src, filename, "exec"), mod.__dict__)
+    sys.modules[modname] = mod
+    cls = type(cls_name, (base,), {"forward": mod.forward, "__module__": modname})
     inst = nn.Module.__new__(cls)
     nn.Module.__init__(inst)
     for name, m in blocks:
