@@ -392,3 +392,73 @@ func TestConverterRejectsUnknownOpsAndDequantizes(t *testing.T) {
 		filepath.Join(dir, "package", "models", "coco-ssd"))
 	t.Logf("%s", out)
 }
+
+// The attack and facet stages of configs/real-demo.yaml on the real model,
+// cut to a few steps: the poisoned set must be drop-in files within the
+// budget, and the facet renders must exist for the clean and the poisoned
+// facet. Catches a real-model path (a 300x300 input resized inside the
+// model, a layer whose module keeps a tensor for a box predictor) that the
+// toy model never takes.
+func TestRealAttackAndFacetsRun(t *testing.T) {
+	out := realModel(t)
+	data := realSets(t)
+	runDir := filepath.Join(t.TempDir(), "run")
+	const layer = "backbone.expanded_conv_13.expand"
+	const eps = 0.0078
+	run(t, cavforge(t), "run", filepath.Join(repoRoot(t), "configs", "real-demo.yaml"),
+		"--out", runDir, "--device", "cpu",
+		"--set", "model.path="+filepath.Join(out, "model.pt"),
+		"--set", "model.labels="+filepath.Join(out, "labels.txt"),
+		"--set", "data.root="+data,
+		"--set", "data.max_images=8",
+		"--set", "cache_dir="+filepath.Join(t.TempDir(), "cache"),
+		"--set", "tcav.concepts=[striped]",
+		"--set", "tcav.layers=["+layer+"]",
+		"--set", "tcav.random.count=4",
+		"--set", fmt.Sprintf("attack=[{concept: striped, target: zebra, layer: %s, goal: suppress, eps: [%g], step: 0.002, steps: 2}]", layer, eps),
+		"--set", "facets.0.steps=4",
+		"--set", "facets.0.size=96")
+	b, err := os.ReadFile(filepath.Join(runDir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Attack []struct {
+			Linf   float64 `json:"linf"`
+			Images string  `json:"images"`
+			Before struct {
+				Mean float64 `json:"mean"`
+			} `json:"before"`
+			After struct {
+				Mean float64 `json:"mean"`
+			} `json:"after"`
+		} `json:"attack"`
+		Facets []struct {
+			Clean    []string `json:"clean"`
+			Attacked []string `json:"attacked"`
+		} `json:"facets"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Attack) != 1 {
+		t.Fatalf("results.json has %d attack entries, want 1", len(res.Attack))
+	}
+	a := res.Attack[0]
+	t.Logf("striped -> zebra at %s, 2 steps at eps %g: TCAV %.3f -> %.3f, L∞ %.4f", layer, eps, a.Before.Mean, a.After.Mean, a.Linf)
+	if a.Linf > eps+0.5/255 {
+		t.Errorf("poisoned set L∞ %.4f exceeds the budget %g", a.Linf, eps)
+	}
+	pngs, _ := filepath.Glob(filepath.Join(runDir, a.Images, "*.png"))
+	if len(pngs) != 8 {
+		t.Errorf("%s holds %d PNGs, want the 8 attacked striped images", a.Images, len(pngs))
+	}
+	if len(res.Facets) != 1 || len(res.Facets[0].Clean) == 0 || len(res.Facets[0].Attacked) == 0 {
+		t.Fatalf("results.json facets: %+v, want clean and attacked renders", res.Facets)
+	}
+	for _, f := range append(res.Facets[0].Clean, res.Facets[0].Attacked...) {
+		if st, err := os.Stat(filepath.Join(runDir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("facet render %s missing or empty", f)
+		}
+	}
+}
