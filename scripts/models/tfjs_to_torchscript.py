@@ -278,18 +278,13 @@ class ClassPredictorHead(nn.Module):
 
 
 class Backbone(nn.Module):
-    """FeatureExtractor/MobilenetV2. Built by build_backbone_class: the
-    forward is the graph's own sequence of scopes and taps."""
+    """FeatureExtractor/MobilenetV2: the feature maps the box predictors read.
+    build_backbone writes its forward from the graph's sequence of scopes."""
 
 
 class Heads(nn.Module):
-    """The BoxPredictor_i scopes: class logits of all anchors, [N, anchors, classes]."""
-
-    def __init__(self, predictors: List[Tuple[str, ClassPredictorHead]]):
-        super().__init__()
-        for name, p in predictors:
-            setattr(self, name, p)
-        self.names = [name for name, _ in predictors]
+    """The BoxPredictor_i scopes: class logits of all anchors, [N, anchors,
+    classes]. build_heads writes its forward."""
 
 
 class Classifier(nn.Module):
@@ -700,7 +695,7 @@ def build_heads(predictors) -> nn.Module:
         lines.append("    p%d = self.%s(features[%d])" % (i, name, i))
         parts.append("p%d" % i)
     lines.append("    return torch.cat([%s], dim=1)" % ", ".join(parts))
-    return instantiate("GeneratedHeads", nn.Module, lines, blocks=predictors)
+    return instantiate("GeneratedHeads", Heads, lines, blocks=predictors)
 
 
 def instantiate(cls_name: str, base, forward_lines: List[str], blocks):
