@@ -1,10 +1,6 @@
 package activations
 
 import (
-	"io"
-
-	"github.com/sirupsen/logrus"
-
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
@@ -70,17 +66,25 @@ func (e *Extractor) probe(set Set, measure func(*torch.Tensor, []int, int) (mode
 	if fixed > 0 {
 		k = min(len(set.Files), fixed, 4)
 	}
-	// The probe's own decode of a few images: quiet, since the pass itself
-	// reports bad images.
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	imgs, err := images.LoadSet(set.Files[:k], true, quiet)
-	if err != nil || len(imgs) == 0 {
-		return nil, nil
-	}
+	// The probe's own decode of a few images, one at a time and brought to
+	// the input size at once (a camera photo is large only while it is being
+	// resized); quiet, since the pass itself reports bad images.
 	s := torch.NewScope()
 	defer s.Close()
-	x := e.Model.Normalize(s, e.Model.Pixels(s, imgs))
+	var parts []*torch.Tensor
+	for _, f := range set.Files[:k] {
+		im, err := images.DecodeStored(f)
+		if err != nil {
+			continue
+		}
+		if px := e.Model.Pixels(s, []images.Image{im}); s.Err() == nil {
+			parts = append(parts, px)
+		}
+	}
+	if len(parts) == 0 || s.Err() != nil {
+		return nil, nil
+	}
+	x := e.Model.Normalize(s, s.Cat(parts, 0))
 	if s.Err() != nil {
 		return nil, nil
 	}
