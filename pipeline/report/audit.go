@@ -28,10 +28,13 @@ type AuditEntry struct {
 	// concepts, the distribution each signal is read against.
 	RandomSignals map[string][]float64 `json:"random_signals"`
 	// Plain is TCAV of the set as handed over, against the audit's random
-	// sets; Robust is TCAV after the purification with the median score.
+	// sets; Robust is Plain for a set not flagged, and TCAV after the
+	// purification that moved the score most for a flagged one (RobustBy).
 	Plain    AttackScore `json:"plain"`
 	Robust   AttackScore `json:"robust"`
 	RobustBy string      `json:"robust_by"`
+	// Purified is the TCAV score after each purification.
+	Purified map[string]float64 `json:"purified"`
 	// MostShifted are the images that move most under the purifications,
 	// the most suspicious first.
 	MostShifted []string `json:"most_shifted"`

@@ -23,10 +23,13 @@ type auditSubject struct {
 
 // setAudit is what auditing one set gives for one target at one layer.
 type setAudit struct {
-	signals       audit.Signals
-	plain, robust report.AttackScore
-	robustBy      string
-	shifts        []float64 // per image, in file order
+	signals audit.Signals
+	plain   report.AttackScore
+	// strongest is TCAV after the purification that moved the score most.
+	strongest   report.AttackScore
+	strongestBy string
+	purified    map[string]float64 // TCAV score after each purification
+	shifts      []float64          // per image, in file order
 }
 
 // auditNeighbours is how many random sets make the pool of natural images
@@ -83,10 +86,17 @@ func (e *experiment) audit() error {
 				k := [2]string{t, l}
 				r, c := res[k], calibrated[k]
 				score := audit.Score(r.signals, calibration[k])
+				// Robust TCAV: a set the audit does not flag is scored as
+				// handed over; a flagged one after the purification that
+				// moved its score most, the one that undid the tampering.
+				robust, robustBy := r.plain, "none (not flagged)"
+				if score > c.Threshold {
+					robust, robustBy = r.strongest, r.strongestBy
+				}
 				entry := report.AuditEntry{Target: t, Concept: s.set.Name, Layer: l, Images: s.images,
 					Suspicious: score > c.Threshold, Score: score, Threshold: c.Threshold, FalseAlarmRate: c.FalseAlarmRate,
-					Signals: r.signals, RandomSignals: map[string][]float64{}, Plain: r.plain, Robust: r.robust,
-					RobustBy: r.robustBy, MostShifted: e.mostShifted(s, r.shifts)}
+					Signals: r.signals, RandomSignals: map[string][]float64{}, Plain: r.plain, Robust: robust,
+					RobustBy: robustBy, Purified: r.purified, MostShifted: e.mostShifted(s, r.shifts)}
 				for _, sig := range calibration[k] {
 					for name, v := range sig {
 						entry.RandomSignals[name] = append(entry.RandomSignals[name], v)
@@ -98,7 +108,7 @@ func (e *experiment) audit() error {
 				}
 				e.log.WithField("audit", s.set.Name).Infof("%s→%s at %s: %s, score %.2f (threshold %.2f, false alarms %.0f%% of %d random sets); "+
 					"TCAV %.3f, robust %.3f (%s)", s.set.Name, t, l, verdict, score, c.Threshold, 100*c.FalseAlarmRate,
-					len(calibration[k]), r.plain.Mean, r.robust.Mean, r.robustBy)
+					len(calibration[k]), r.plain.Mean, robust.Mean, robustBy)
 				e.results.Audit = append(e.results.Audit, entry)
 			}
 		}
@@ -254,23 +264,26 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string) (map[
 				return nil, err
 			}
 			var scores []report.AttackScore
-			var means []float64
-			shift, shiftT := 0.0, 0.0
+			purified := map[string]float64{}
+			shift, shiftT, most := 0.0, 0.0, 0
 			for v := 1; v < len(views); v++ {
 				sc, err := e.judge(as, acts[v][l], randoms, grads, st)
 				if err != nil {
 					return nil, err
 				}
-				scores, means = append(scores, sc), append(means, sc.Mean)
-				shift = max(shift, abs(sc.Mean-plain.Mean))
+				scores = append(scores, sc)
+				purified[purs[v-1].Name] = sc.Mean
+				if abs(sc.Mean-plain.Mean) > shift {
+					shift, most = abs(sc.Mean-plain.Mean), v-1
+				}
 				shiftT = max(shiftT, audit.ShiftT(plain.Mean, plain.Std, sc.Mean, sc.Std, len(randoms)))
 			}
-			_, m := audit.Median(means)
 			sig := audit.Signals{audit.TCAVShift: shift, audit.TCAVShiftT: shiftT}
 			for k, v := range signals {
 				sig[k] = v
 			}
-			out[[2]string{t, l}] = setAudit{signals: sig, plain: plain, robust: scores[m], robustBy: purs[m].Name, shifts: shifts}
+			out[[2]string{t, l}] = setAudit{signals: sig, plain: plain, strongest: scores[most], strongestBy: purs[most].Name,
+				purified: purified, shifts: shifts}
 		}
 	}
 	for v := range views {
