@@ -66,8 +66,8 @@ func runStages(args []string, auditOnly bool) error {
 	if auditOnly && !cfg.Audit.Enabled {
 		cfg.Audit = config.DefaultAudit()
 		cfg.Audit.Enabled = true
-		log.Infof("%s has no audit section: auditing with the defaults (audit.random_sets %d, audit.false_alarm %g, audit.min_score %g)",
-			path, cfg.Audit.RandomSets, cfg.Audit.FalseAlarm, cfg.Audit.MinScore)
+		log.Infof("%s has no audit section: auditing with the defaults (audit.random_sets %d, audit.calibration_sets %d, audit.false_alarm %g, audit.min_score %g)",
+			path, cfg.Audit.RandomSets, cfg.Audit.CalibrationSets, cfg.Audit.FalseAlarm, cfg.Audit.MinScore)
 	}
 	only, err := parseStages(*stages)
 	if err != nil {

@@ -18,6 +18,9 @@ type Audit struct {
 	// RandomSets is how many random sets each audited set's CAVs are fitted
 	// against. Default: 8 (at most tcav.random less one).
 	RandomSets int `yaml:"random_sets"`
+	// CalibrationSets is how many of the random sets are audited as
+	// concepts to calibrate the threshold. Default: 20 (or all, if fewer).
+	CalibrationSets int `yaml:"calibration_sets"`
 	// FalseAlarm is the false-alarm rate the threshold is calibrated for on
 	// the random sets audited as concepts. Default: 0.05.
 	FalseAlarm float64 `yaml:"false_alarm"`
@@ -31,7 +34,7 @@ type Audit struct {
 
 // DefaultAudit is the audit section before the YAML's keys are read.
 func DefaultAudit() Audit {
-	return Audit{RandomSets: 8, FalseAlarm: 0.05, MinScore: 3, Attacked: true}
+	return Audit{RandomSets: 8, CalibrationSets: 20, FalseAlarm: 0.05, MinScore: 3, Attacked: true}
 }
 
 func (a *Audit) decodeYAML(d *decoder, n *yaml.Node, key string) error {
@@ -54,6 +57,7 @@ func (c *Config) validateAudit(v *validator) {
 		return
 	}
 	v.check(a.RandomSets >= 2, "audit.random_sets", "is %d; want at least 2", a.RandomSets)
+	v.check(a.CalibrationSets >= 3, "audit.calibration_sets", "is %d; want at least 3", a.CalibrationSets)
 	v.check(a.FalseAlarm > 0 && a.FalseAlarm < 1, "audit.false_alarm", "is %g; want a rate in (0, 1)", a.FalseAlarm)
 	v.check(len(c.TCAV.Random.Sets) >= 3, "tcav.random", "the audit calibrates on the random sets and needs at least 3, has %d", len(c.TCAV.Random.Sets))
 	for _, s := range a.Concepts {

@@ -62,8 +62,11 @@ func (e *experiment) audit() error {
 	if ac.RandomSets != 8 || len(randoms)-1 < 8 {
 		e.log.Infof("audit: CAVs against %d random sets per audited set", min(ac.RandomSets, len(randoms)-1))
 	}
+	calibrating := randoms[:min(len(randoms), ac.CalibrationSets)]
+	e.log.Infof("audit: %d sets, calibrated on %d random sets audited as concepts (audit.calibration_sets %d, of %d)",
+		len(subjects), len(calibrating), ac.CalibrationSets, len(randoms))
 	calibration := map[[2]string][]audit.Signals{}
-	for _, r := range randoms {
+	for _, r := range calibrating {
 		res, err := e.auditSet(e.sets[r], layers, targets)
 		if err != nil {
 			return fmt.Errorf("audit: random set %s: %w", r, err)
