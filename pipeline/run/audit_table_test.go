@@ -131,7 +131,10 @@ func TestAuditTable(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\npoisoned sets (attack at %s; clean = the clean concept's TCAV in the same audit)\n", attackLayer)
 	fmt.Fprintf(&b, "%-26s %-6s %7s %6s %8s %8s %8s %8s %7s %6s\n", "set", "layer", "score", "flag", "after", "TCAV", "robust", "clean", "|r−c|", "by")
-	type cell struct{ flagged, any, n int; dist []float64 }
+	type cell struct {
+		flagged, any, n int
+		dist            []float64
+	}
 	cells := map[string]*cell{}
 	var positives = map[string][]float64{}
 	for _, s := range subjects {
