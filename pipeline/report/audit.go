@@ -27,8 +27,9 @@ type AuditEntry struct {
 	// RandomSignals are the same signals of the random sets audited as
 	// concepts, the distribution each signal is read against.
 	RandomSignals map[string][]float64 `json:"random_signals"`
-	// Plain is TCAV of the set as handed over, against the audit's random
-	// sets; Robust is Plain for a set not flagged, and TCAV after the
+	// Plain is TCAV of the set as handed over, against all the run's random
+	// sets with the TCAV stage's test (the signals use audit.random_sets of
+	// them); Robust is Plain for a set not flagged, and TCAV after the
 	// purification that moved the score most for a flagged one (RobustBy).
 	Plain    AttackScore `json:"plain"`
 	Robust   AttackScore `json:"robust"`

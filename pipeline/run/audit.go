@@ -67,7 +67,7 @@ func (e *experiment) audit() error {
 		len(subjects), len(calibrating), ac.CalibrationSets, len(randoms))
 	calibration := map[[2]string][]audit.Signals{}
 	for _, r := range calibrating {
-		res, err := e.auditSet(e.sets[r], layers, targets)
+		res, err := e.auditSet(e.sets[r], layers, targets, false)
 		if err != nil {
 			return fmt.Errorf("audit: random set %s: %w", r, err)
 		}
@@ -80,7 +80,7 @@ func (e *experiment) audit() error {
 		calibrated[k] = audit.Calibrate(sigs, ac.FalseAlarm, ac.MinScore)
 	}
 	for _, s := range subjects {
-		res, err := e.auditSet(s.set, layers, targets)
+		res, err := e.auditSet(s.set, layers, targets, true)
 		if err != nil {
 			return fmt.Errorf("audit: %s: %w", s.set.Name, err)
 		}
@@ -168,8 +168,11 @@ func (e *experiment) auditSubjects() ([]auditSubject, error) {
 
 // auditSet audits one set at every layer for every target: its CAVs and
 // TCAV scores against random sets other than itself, before and after each
-// purification, and how far its images move.
-func (e *experiment) auditSet(s activations.Set, layers, targets []string) (map[[2]string]setAudit, error) {
+// purification, and how far its images move. With verdicts, plain and
+// strongest are TCAV results against all the run's random sets, as the
+// TCAV stage scores (the signals' few random sets cannot reach a small
+// p-value under the calibrated test).
+func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdicts bool) (map[[2]string]setAudit, error) {
 	var refs []string
 	for _, r := range e.cfg.TCAV.Random.Sets {
 		if r != s.Name && len(refs) < e.cfg.Audit.RandomSets {
@@ -203,6 +206,18 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string) (map[
 	refActs := make([]map[string]*activations.Activations, len(refs))
 	for i, r := range refs {
 		if refActs[i], err = e.extract.Extract(e.sets[r], layers); err != nil {
+			return nil, err
+		}
+	}
+	var all []string
+	for _, r := range e.cfg.TCAV.Random.Sets {
+		if r != s.Name && verdicts {
+			all = append(all, r)
+		}
+	}
+	allActs := make([]map[string]*activations.Activations, len(all))
+	for i, r := range all {
+		if allActs[i], err = e.extract.Extract(e.sets[r], layers); err != nil {
 			return nil, err
 		}
 	}
@@ -284,6 +299,18 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string) (map[
 			sig := audit.Signals{audit.TCAVShift: shift, audit.TCAVShiftT: shiftT}
 			for k, v := range signals {
 				sig[k] = v
+			}
+			if verdicts {
+				every := make([]*activations.Activations, len(all))
+				for i := range all {
+					every[i] = allActs[i][l]
+				}
+				if plain, err = e.judge(as, orig, every, grads, st); err != nil {
+					return nil, err
+				}
+				if scores[most], err = e.judge(as, acts[most+1][l], every, grads, st); err != nil {
+					return nil, err
+				}
 			}
 			out[[2]string{t, l}] = setAudit{signals: sig, plain: plain, strongest: scores[most], strongestBy: purs[most].Name,
 				purified: purified, shifts: shifts}
