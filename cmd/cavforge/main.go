@@ -29,9 +29,10 @@ var commands = map[string]command{
 	"version":  {"cavforge version", runVersion, false},
 	"layers":   {"cavforge layers MODEL.pt [--input C,H,W] [--device D] [--json]", runLayers, false},
 	"bench":    {benchUsage, runBench, false},
-	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,facets] [--force] [--log-format text|json]", runRun, true},
+	"run":      {"cavforge run CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--stages tcav,attack,audit,facets] [--force] [--log-format text|json]", runRun, true},
 	"report":   {"cavforge report RUN_DIR", runReport, true},
-	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,facets] [--log-format text|json]", runValidate, true},
+	"audit":    {"cavforge audit CONFIG.yaml [--out DIR] [--device auto|cpu|cuda|cuda:N] [--set key.path=value ...] [--force] [--log-format text|json]", runAudit, true},
+	"validate": {"cavforge validate CONFIG.yaml [--set key.path=value ...] [--stages tcav,attack,audit,facets] [--log-format text|json]", runValidate, true},
 	"sweep":    {sweepUsage, runSweep, true},
 	"rerun":    {rerunUsage, runRerun, true},
 }

@@ -20,22 +20,37 @@ type setFlags []string
 func (s *setFlags) String() string     { return strings.Join(*s, " ") }
 func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 
-func runRun(args []string) error {
+func runRun(args []string) error { return runStages(args, false) }
+
+// runAudit is `cavforge audit CONFIG.yaml`: the audit stage alone, with the
+// defaults when the config has no audit section.
+func runAudit(args []string) error { return runStages(args, true) }
+
+func runStages(args []string, auditOnly bool) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	out := fs.String("out", "", "run directory (default runs/<name>/<run-id>)")
 	device := fs.String("device", "", "auto|cpu|cuda|cuda:N (overrides the config)")
 	force := fs.Bool("force", false, "recompute cached values")
 	logFormat := fs.String("log-format", "", "text|json")
-	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,facets")
+	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,audit,facets")
 	var sets setFlags
 	fs.Var(&sets, "set", "key.path=value override (repeatable)")
 	path, rest := splitPositional(args)
 	if err := fs.Parse(rest); err != nil {
 		return err
 	}
+	if path == "" && auditOnly {
+		return fmt.Errorf("usage: cavforge audit CONFIG.yaml [--out DIR] [--device D] [--set k=v ...] [--force]")
+	}
 	if path == "" {
 		return fmt.Errorf("usage: cavforge run CONFIG.yaml [--out DIR] [--device D] [--set k=v ...] [--force]")
+	}
+	if auditOnly {
+		if *stages != "" {
+			return fmt.Errorf("cavforge audit runs the audit stage only; --stages is for cavforge run")
+		}
+		*stages = "audit"
 	}
 	log, err := newLogger(*logFormat)
 	if err != nil {
@@ -47,6 +62,12 @@ func runRun(args []string) error {
 	cfg, err := config.Load(path, sets)
 	if err != nil {
 		return err
+	}
+	if auditOnly && !cfg.Audit.Enabled {
+		cfg.Audit = config.DefaultAudit()
+		cfg.Audit.Enabled = true
+		log.Infof("%s has no audit section: auditing with the defaults (audit.random_sets %d, audit.calibration_sets %d, audit.false_alarm %g, audit.min_score %g)",
+			path, cfg.Audit.RandomSets, cfg.Audit.CalibrationSets, cfg.Audit.FalseAlarm, cfg.Audit.MinScore)
 	}
 	only, err := parseStages(*stages)
 	if err != nil {
@@ -101,7 +122,7 @@ func runValidate(args []string) error {
 	fs.SetOutput(io.Discard)
 	var sets setFlags
 	fs.Var(&sets, "set", "key.path=value override (repeatable)")
-	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,facets")
+	stages := fs.String("stages", "", "comma-separated subset of tcav,attack,audit,facets")
 	logFormat := fs.String("log-format", "", "text|json")
 	path, rest := splitPositional(args)
 	if err := fs.Parse(rest); err != nil {

@@ -41,6 +41,7 @@ type Config struct {
 	TCAV   TCAV     `yaml:"tcav"`
 	Attack []Attack `yaml:"attack"`
 	Facets []Facet  `yaml:"facets"`
+	Audit  Audit    `yaml:"audit"`
 
 	// dir is the absolute directory that relative paths given to Set resolve
 	// against: the config file's directory, or "" (the working directory).
@@ -325,6 +326,7 @@ const maxRandomSetsByName = 100000
 // required are empty; Name is filled by Load from the file name.
 func Default() *Config {
 	c := &Config{
+		Audit:     DefaultAudit(),
 		Device:    DeviceAuto,
 		Precision: FP32,
 		CacheDir:  ".cavforge-cache",

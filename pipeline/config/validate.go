@@ -103,6 +103,7 @@ func (c *Config) validate(v *validator) {
 	for i := range c.Attack {
 		c.validateAttack(v, i)
 	}
+	c.validateAudit(v)
 	for i := range c.Facets {
 		c.validateFacet(v, i)
 	}

@@ -192,6 +192,7 @@ func render(runDir string, r *Results) error {
 	for _, f := range r.Facets {
 		pg.Facets = append(pg.Facets, facetSectionOf(runDir, f))
 	}
+	pg.Audit = auditRows(r.Audit)
 
 	err = atomicfile.WriteWith(filepath.Join(runDir, HTMLFile), func(w io.Writer) error { return writePage(w, pg) })
 	if err != nil {

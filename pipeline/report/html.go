@@ -37,6 +37,7 @@ type page struct {
 	Attacks    []attackSection
 	Fronts     []frontSection
 	Facets     []facetSection
+	Audit      []auditRow
 }
 
 type manifestField struct{ Key, Value string }

@@ -30,6 +30,7 @@ type Results struct {
 	TCAV       []TCAVEntry   `json:"tcav"`
 	Attack     []AttackEntry `json:"attack"`
 	Facets     []FacetEntry  `json:"facets"`
+	Audit      []AuditEntry  `json:"audit,omitempty"`
 }
 
 // TCAVEntry is one concept's TCAV result for one target and layer, over R
@@ -301,6 +302,7 @@ func (r *Results) normalized() *Results {
 		TCAV:       slices.Clone(r.TCAV),
 		Attack:     slices.Clone(r.Attack),
 		Facets:     slices.Clone(r.Facets),
+		Audit:      slices.Clone(r.Audit),
 	}
 	slices.SortStableFunc(out.TCAV, func(a, b TCAVEntry) int {
 		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Layer, b.Layer), cmp.Compare(a.Concept, b.Concept))

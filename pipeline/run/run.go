@@ -324,6 +324,7 @@ func (e *experiment) run() error {
 		{"list images", e.listImages},
 		{"tcav", e.tcav},
 		{"attack", e.attacks},
+		{"audit", e.audit},
 		{"facets", e.facets},
 	}
 	for _, st := range steps {
@@ -343,7 +344,7 @@ func (e *experiment) run() error {
 // wants reports whether a step runs: the set-up steps always do.
 func (e *experiment) wants(step string) bool {
 	switch step {
-	case "tcav", "attack", "facets":
+	case "tcav", "attack", "audit", "facets":
 	default:
 		return true
 	}
@@ -495,6 +496,9 @@ func (e *experiment) listImages() error {
 	}
 	if err := e.drawRandomSets(); err != nil {
 		return err
+	}
+	if cfg.Audit.Enabled {
+		names = append(names, cfg.Audit.Concepts...)
 	}
 	for _, n := range names {
 		if _, err := e.imageSet(n); err != nil {

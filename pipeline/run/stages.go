@@ -12,7 +12,7 @@ import (
 )
 
 // StageNames are the stages --stages can choose, in the order they run.
-var StageNames = []string{"tcav", "attack", "facets"}
+var StageNames = []string{"tcav", "attack", "audit", "facets"}
 
 // CheckStages checks, before any work, that the chosen stages (none: all)
 // have what they need: a facet with compare_attack needs the poisoned set
