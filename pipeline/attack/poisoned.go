@@ -1,11 +1,8 @@
 package attack
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,28 +94,15 @@ func measureFile(original, poisoned string) (PoisonedFile, error) {
 	if o.H != p.H || o.W != p.W {
 		return PoisonedFile{}, fmt.Errorf("%s is %dx%d but its original %s is %dx%d", poisoned, p.W, p.H, original, o.W, o.H)
 	}
-	osum, err := fileSHA256(original)
+	osum, err := images.FileSHA256(original)
 	if err != nil {
 		return PoisonedFile{}, err
 	}
-	psum, err := fileSHA256(poisoned)
+	psum, err := images.FileSHA256(poisoned)
 	if err != nil {
 		return PoisonedFile{}, err
 	}
 	d := Compare(o.Pix, p.Pix)
 	return PoisonedFile{Original: original, OriginalSHA256: osum, File: filepath.Base(poisoned), SHA256: psum,
 		Width: p.W, Height: p.H, Linf: d.Linf, L2: d.L2Mean, PSNR: d.PSNRMean}, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

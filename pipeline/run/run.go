@@ -5,7 +5,6 @@ package run
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
@@ -571,18 +571,7 @@ func repeated(names []string) []string {
 }
 
 // FileHash is the SHA-256 of a file, as the manifest records the model.
-func FileHash(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+func FileHash(path string) (string, error) { return images.FileSHA256(path) }
 
 func deviceKind(dev string) string {
 	if strings.HasPrefix(dev, "cuda") {
