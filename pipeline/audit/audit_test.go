@@ -2,8 +2,10 @@ package audit
 
 import (
 	"math"
+	"slices"
 	"testing"
 
+	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 )
 
@@ -93,5 +95,12 @@ func TestPurificationsKeepFlatImagesAndSmoothPixelNoise(t *testing.T) {
 	}
 	if r := ResizeRoundTrip(checker, 0.75); amp(r) > 0.7*amp(checker) {
 		t.Errorf("resize round trip kept the pixel checkerboard: %g of %g", amp(r), amp(checker))
+	}
+}
+
+// The config accepts exactly the purifications the audit has.
+func TestConfigNamesThePurifications(t *testing.T) {
+	if got := Names(); !slices.Equal(got, config.AuditPurifications) {
+		t.Errorf("audit purifications %v, config.AuditPurifications %v", got, config.AuditPurifications)
 	}
 }

@@ -231,6 +231,24 @@ type Attack struct {
 	// moves the explanation, so that an analyst who looks at the concept
 	// images' predicted classes sees nothing.
 	Stealth Stealth `yaml:"stealth"`
+	// Adaptive attacks through the audit's purifications, as an attacker
+	// who knows the audit would. Default: off.
+	Adaptive Adaptive `yaml:"adaptive"`
+}
+
+// Adaptive is the attacker who knows the audit (see package attack): the
+// objective is averaged over the concept set and its copies re-encoded by
+// each of Purifications (expectation over transforms; blur and resize are
+// differentiated exactly, JPEG and bit depth straight through), plus
+// ShiftWeight times the mean squared change of the objective under a
+// purification — the audit's scored signal, the TCAV shift.
+type Adaptive struct {
+	// Purifications are audit purification names: jpeg90, jpeg75, blur,
+	// resize, bits5. Empty turns the adaptive attack off. Default: [].
+	Purifications []string `yaml:"purifications"`
+	// ShiftWeight is the weight of the shift penalty; 0 turns it off.
+	// Default: 0.
+	ShiftWeight float64 `yaml:"shift_weight"`
 }
 
 // Stealth is the attack's term for not being noticed: Weight times the mean

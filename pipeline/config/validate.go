@@ -199,6 +199,15 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.check(a.Stealth.Weight >= 0 && finite(a.Stealth.Weight), key("stealth.weight"), "%v must be >= 0 (0 turns stealth off)", a.Stealth.Weight)
 	v.oneOf(key("stealth.form"), a.Stealth.Form, StealthMargin, StealthKL)
 	v.check(a.Stealth.Margin >= 0 && finite(a.Stealth.Margin), key("stealth.margin"), "%v must be >= 0", a.Stealth.Margin)
+	purs := map[string]bool{}
+	for _, p := range a.Adaptive.Purifications {
+		v.oneOf(key("adaptive.purifications"), p, AuditPurifications...)
+		v.check(!purs[p], key("adaptive.purifications"), "%q is listed twice", p)
+		purs[p] = true
+	}
+	v.check(a.Adaptive.ShiftWeight >= 0 && finite(a.Adaptive.ShiftWeight), key("adaptive.shift_weight"), "%v must be >= 0 (0 turns the penalty off)", a.Adaptive.ShiftWeight)
+	v.check(a.Adaptive.ShiftWeight == 0 || len(a.Adaptive.Purifications) > 0, key("adaptive.shift_weight"),
+		"%v needs adaptive.purifications: the shift is measured under them", a.Adaptive.ShiftWeight)
 	n := len(c.TCAV.Random.Sets)
 	if v.check(a.JudgeRandom >= 2, key("judge_random"), "%d: judging needs at least 2 random sets", a.JudgeRandom) {
 		v.check(a.JudgeRandom < n, key("judge_random"),
