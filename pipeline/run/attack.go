@@ -204,6 +204,8 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 			ClassLogitChange:  logitChange,
 			StealthWeight:     a.Stealth.Weight,
 			StealthForm:       stealthForm(a.Stealth),
+			Adaptive:          a.Adaptive.Purifications,
+			ShiftWeight:       a.Adaptive.ShiftWeight,
 			Images:            rel + "/",
 			Transfer: []report.Transfer{
 				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
