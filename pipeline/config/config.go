@@ -207,7 +207,9 @@ type Attack struct {
 	// Norm is the perturbation norm, linf or l2. Default: linf.
 	Norm string `yaml:"norm"`
 	// Eps are the budgets, on the pixel scale [0, 1]; each one is a separate
-	// attack. A single number is a list of one.
+	// attack. A single number is a list of one. Under linf each is below 1;
+	// under l2 it is a norm per image and may exceed 1 (a saturated L∞
+	// budget ε has the PSNR of the L2 budget ε·√(3·H·W)).
 	// Default: [0.0078, 0.0157, 0.0314] (2/255, 4/255, 8/255).
 	Eps []float64 `yaml:"eps"`
 	// Step is the PGD step size on the pixel scale. Default: 0.002.

@@ -188,7 +188,12 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.check(len(a.Eps) > 0, key("eps"), "needs at least one budget")
 	seen := map[float64]bool{}
 	for _, e := range a.Eps {
-		v.check(e > 0 && e < 1, key("eps"), "%v is out of range: want 0 < eps < 1 (pixel scale [0, 1])", e)
+		if a.Norm == NormL2 {
+			// An image's L2 norm on the pixel scale reaches √(3·H·W).
+			v.check(e > 0 && finite(e), key("eps"), "%v is out of range: want eps > 0 (L2 norm per image, pixel scale [0, 1])", e)
+		} else {
+			v.check(e > 0 && e < 1, key("eps"), "%v is out of range: want 0 < eps < 1 (pixel scale [0, 1])", e)
+		}
 		v.check(!seen[e], key("eps"), "%v is listed twice", e)
 		seen[e] = true
 	}

@@ -17,6 +17,7 @@ func TestValidate(t *testing.T) {
 		{"valid l2 promote collision", []string{"attack.0.norm=l2", "attack.0.goal=promote",
 			"attack.0.objective=feature-collision", "attack.0.toward=dotted"}, "", ""},
 		{"valid list random", []string{"tcav.random=[a,b,c]"}, "", ""},
+		{"valid l2 above one", []string{"attack.0.norm=l2", "attack.0.eps=[1.74, 3.48]"}, "", ""},
 		{"valid adaptive", []string{"attack.0.adaptive={purifications: [jpeg75, blur], shift_weight: 2}"}, "", ""},
 		{"valid cuda index", []string{"device=cuda:3"}, "", ""},
 		{"valid center crop", []string{"model.input.crop=center", "model.input.resize=256"}, "", ""},
