@@ -229,12 +229,13 @@ func TestAuditAdaptive(t *testing.T) {
 		return fmt.Sprintf("%-12s %-4s eps %-6.4g (PSNR %4.1f)", s.Family, s.Goal[:4], s.Eps, s.PSNR)
 	}))
 	fmt.Fprintf(&b, "\nadaptive attack: does it flip TCAV (the attack stage's judge, held-out random sets) and stay unflagged?\n")
-	fmt.Fprintf(&b, "(flipped: the verdict \"important\" (significant and above the random sets) changed)\n")
+	// With 10 held-out random sets the calibrated test cannot reach alpha,
+	// so a flip is the score crossing to the other side of the random sets'
+	// mean.
+	fmt.Fprintf(&b, "(flipped: the score crossed the held-out random sets' mean, direction %s → the other side)\n", "above/below")
 	fmt.Fprintf(&b, "%-34s %8s %8s %8s %8s %8s %8s\n", "set", "before", "after", "flipped", "flag b2", "flag b3", "evades")
 	for _, s := range subjects {
-		before := s.Before.Significant && s.Before.Direction == "above"
-		after := s.After.Significant && s.After.Direction == "above"
-		flipped := before != after
+		flipped := s.Before.Direction != s.After.Direction
 		b2, b3 := byKey[s.Name+"/block2"].Suspicious, byKey[s.Name+"/block3"].Suspicious
 		fmt.Fprintf(&b, "%-34s %8.3f %8.3f %8v %8v %8v %8v\n", s.Name, s.Before.Mean, s.After.Mean, flipped, b2, b3, flipped && !b2 && !b3)
 	}
