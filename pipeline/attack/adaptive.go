@@ -18,16 +18,26 @@ import (
 // The objective over n purifications p_1..p_n of the set X is
 //
 //	L = (1/(n+1)) Σ_{v=0..n} obj(f(p_v(X))) + ShiftWeight · (1/n) Σ_p (obj(f(p(X))) − obj(f(X)))²
+//	    + AlignmentWeight · (1/n) Σ_p (A(f(p(X))) − A(f(X)))²
 //
-// with p_0 the identity. Each view's forward value is exactly what the
+// with p_0 the identity and A the objective's gradient alignment (Aligner;
+// the tcav-surrogate objective has one), the stand-in for the audit's
+// alignment-shift signal. Each view's forward value is exactly what the
 // audit computes (the audit's own code, on the host, 8-bit in and out);
 // its gradient is that of a differentiable stand-in: the blur and the
 // resize round trip are differentiated exactly (the same kernel and the same
 // bilinear resampling on the device), JPEG and bit-depth reduction by the
 // straight-through estimator (BPDA with the identity as the backward pass).
 type Adaptive struct {
-	Purifications []audit.Purification
-	ShiftWeight   float64
+	Purifications   []audit.Purification
+	ShiftWeight     float64
+	AlignmentWeight float64
+}
+
+// Aligner is an objective that can say how well the set's concept direction
+// points along the class gradients.
+type Aligner interface {
+	Alignment(s *torch.Scope, acts *torch.Tensor) *torch.Tensor
 }
 
 func (a *Adaptive) on() bool { return a != nil && len(a.Purifications) > 0 }
@@ -56,25 +66,46 @@ func (a *Adaptive) views(imgs []images.Image) ([][]images.Image, error) {
 	return out, nil
 }
 
-// loss is L over the views' objectives (view 0 the set itself), as a
-// tensor in s.
-func (a *Adaptive) loss(s *torch.Scope, objs []*torch.Tensor) *torch.Tensor {
+// loss is L over the views' activations (view 0 the set itself), as a
+// tensor in s, with each view's objective.
+func (a *Adaptive) loss(s *torch.Scope, obj Objective, acts []*torch.Tensor) (*torch.Tensor, []*torch.Tensor) {
+	objs := make([]*torch.Tensor, len(acts))
+	for v, x := range acts {
+		objs[v] = obj.Loss(s, x)
+	}
+	total := a.objLoss(s, objs)
+	if al, ok := obj.(Aligner); ok && a != nil && a.AlignmentWeight > 0 && len(acts) > 1 {
+		aligns := make([]*torch.Tensor, len(acts))
+		for v, x := range acts {
+			aligns[v] = al.Alignment(s, x)
+		}
+		total = s.Add(total, s.MulScalar(meanSquaredShift(s, aligns), a.AlignmentWeight))
+	}
+	return total, objs
+}
+
+// meanSquaredShift is (1/n) Σ_{v≥1} (x_v − x_0)².
+func meanSquaredShift(s *torch.Scope, xs []*torch.Tensor) *torch.Tensor {
+	var sum *torch.Tensor
+	for _, x := range xs[1:] {
+		d := s.Sub(x, xs[0])
+		if sq := s.Mul(d, d); sum == nil {
+			sum = sq
+		} else {
+			sum = s.Add(sum, sq)
+		}
+	}
+	return s.MulScalar(sum, 1/float64(len(xs)-1))
+}
+
+func (a *Adaptive) objLoss(s *torch.Scope, objs []*torch.Tensor) *torch.Tensor {
 	total := objs[0]
 	for _, o := range objs[1:] {
 		total = s.Add(total, o)
 	}
 	total = s.MulScalar(total, 1/float64(len(objs)))
 	if a != nil && a.ShiftWeight > 0 && len(objs) > 1 {
-		var shift *torch.Tensor
-		for _, o := range objs[1:] {
-			d := s.Sub(o, objs[0])
-			if sq := s.Mul(d, d); shift == nil {
-				shift = sq
-			} else {
-				shift = s.Add(shift, sq)
-			}
-		}
-		total = s.Add(total, s.MulScalar(shift, a.ShiftWeight/float64(len(objs)-1)))
+		total = s.Add(total, s.MulScalar(meanSquaredShift(s, objs), a.ShiftWeight))
 	}
 	return total
 }
@@ -183,12 +214,10 @@ func (st *state) adaptiveGrads(m *model.Model, layer string, obj Objective, a *A
 	if err != nil {
 		return 0, err
 	}
-	objs := make([]*torch.Tensor, len(all))
-	for v, acts := range all {
+	for _, acts := range all {
 		outer.Fail(acts.SetRequiresGrad(true))
-		objs[v] = obj.Loss(outer, acts)
 	}
-	l := a.loss(outer, objs)
+	l, _ := a.loss(outer, obj, all)
 	dActs := outer.Grad([]*torch.Tensor{l}, nil, all, false, false)
 	v, err := outer.Item(l)
 	if err != nil || dActs == nil {
@@ -271,16 +300,15 @@ func AdaptiveLoss(m *model.Model, layer string, obj Objective, a *Adaptive, imgs
 	if err != nil {
 		return 0, nil, err
 	}
-	objs := make([]*torch.Tensor, len(all))
+	total, objs := a.loss(s, obj, all)
 	per := make([]float64, len(all))
-	for v, acts := range all {
-		objs[v] = obj.Loss(s, acts)
+	for v := range objs {
 		x, err := s.Item(objs[v])
 		if err != nil {
 			return 0, nil, err
 		}
 		per[v] = float64(x)
 	}
-	l, err := s.Item(a.loss(s, objs))
+	l, err := s.Item(total)
 	return float64(l), per, firstErr(err, s.Err())
 }

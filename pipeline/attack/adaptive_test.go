@@ -217,3 +217,73 @@ func TestAdaptiveAttackSurvivesPurificationBetterThanPlain(t *testing.T) {
 		t.Errorf("adaptive attack leaves %.4f on the purified copies, plain %.4f: want lower", a, p)
 	}
 }
+
+// The alignment penalty is AlignmentWeight times the mean squared change,
+// under the purifications, of the mean cosine between the class gradients
+// and the set's mean-difference direction, computed here on the host from
+// each purified copy's activations.
+func TestAdaptiveAlignmentPenaltyIsTheMeanSquaredAlignmentShift(t *testing.T) {
+	m := demoModel(t)
+	defer m.Close()
+	imgs := demoImages(t, "striped", 5)
+	const d = 64 * 4 * 4
+	grads := make([]float32, 3*d)
+	mean := make([]float32, d)
+	for i := range grads {
+		grads[i] = float32(math.Sin(float64(i) * 0.37))
+	}
+	for i := range mean {
+		mean[i] = float32(0.1 * math.Cos(float64(i)*0.11))
+	}
+	obj, err := NewSurrogate("cpu", grads, 3, mean, 10, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	alignment := func(imgs []images.Image) float64 {
+		s := torch.NewScope()
+		defer s.Close()
+		acts, err := newState(imgs).activations(s, m, "block3", []int{0, 1, 2, 3, 4}, torch.NoGrad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := acts.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]float32, d)
+		for i, x := range a {
+			v[i%d] += x / float32(len(imgs))
+		}
+		for j := range v {
+			v[j] -= mean[j]
+		}
+		return audit.Alignment(grads, 3, v)
+	}
+	a0 := alignment(imgs)
+	var want float64
+	purs := audit.Purifications()
+	for _, p := range purs {
+		var out []images.Image
+		for _, im := range imgs {
+			x, err := p.Image(im)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, x)
+		}
+		ap := alignment(out)
+		want += (ap - a0) * (ap - a0) / float64(len(purs))
+	}
+	without, _, err := AdaptiveLoss(m, "block3", obj, &Adaptive{Purifications: purs}, imgs, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, _, err := AdaptiveLoss(m, "block3", obj, &Adaptive{Purifications: purs, AlignmentWeight: 1000}, imgs, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (with - without) / 1000; want == 0 || math.Abs(got-want) > 1e-3*want+1e-9 {
+		t.Errorf("alignment penalty %.6g per unit weight, want the mean squared alignment shift %.6g", got, want)
+	}
+}

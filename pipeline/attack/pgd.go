@@ -48,6 +48,9 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 	if len(x0) == 0 {
 		return nil, fmt.Errorf("attack: no images")
 	}
+	if _, ok := obj.(Aligner); b.Adaptive.on() && b.Adaptive.AlignmentWeight > 0 && !ok {
+		return nil, fmt.Errorf("attack: the alignment penalty needs an objective with class gradients (tcav-surrogate)")
+	}
 	st := newState(x0)
 	if b.RandomStart && b.Eps > 0 {
 		for i := range st.orig {

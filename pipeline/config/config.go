@@ -251,6 +251,12 @@ type Adaptive struct {
 	// ShiftWeight is the weight of the shift penalty; 0 turns it off.
 	// Default: 0.
 	ShiftWeight float64 `yaml:"shift_weight"`
+	// AlignmentWeight is the weight of a penalty on the mean squared change
+	// under a purification of the mean cosine between the class gradients
+	// and the set's mean-difference direction: the stand-in for the audit's
+	// alignment-shift signal. tcav-surrogate only; 0 turns it off.
+	// Default: 0.
+	AlignmentWeight float64 `yaml:"alignment_weight"`
 }
 
 // Stealth is the attack's term for not being noticed: Weight times the mean

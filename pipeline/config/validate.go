@@ -213,6 +213,13 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.check(a.Adaptive.ShiftWeight >= 0 && finite(a.Adaptive.ShiftWeight), key("adaptive.shift_weight"), "%v must be >= 0 (0 turns the penalty off)", a.Adaptive.ShiftWeight)
 	v.check(a.Adaptive.ShiftWeight == 0 || len(a.Adaptive.Purifications) > 0, key("adaptive.shift_weight"),
 		"%v needs adaptive.purifications: the shift is measured under them", a.Adaptive.ShiftWeight)
+	if v.check(a.Adaptive.AlignmentWeight >= 0 && finite(a.Adaptive.AlignmentWeight), key("adaptive.alignment_weight"),
+		"%v must be >= 0 (0 turns the penalty off)", a.Adaptive.AlignmentWeight) && a.Adaptive.AlignmentWeight > 0 {
+		v.check(len(a.Adaptive.Purifications) > 0, key("adaptive.alignment_weight"),
+			"%v needs adaptive.purifications: the shift is measured under them", a.Adaptive.AlignmentWeight)
+		v.check(a.Objective == ObjectiveSurrogate, key("adaptive.alignment_weight"),
+			"needs objective %s (the alignment is with its class gradients)", ObjectiveSurrogate)
+	}
 	n := len(c.TCAV.Random.Sets)
 	if v.check(a.JudgeRandom >= 2, key("judge_random"), "%d: judging needs at least 2 random sets", a.JudgeRandom) {
 		v.check(a.JudgeRandom < n, key("judge_random"),

@@ -206,6 +206,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 			StealthForm:       stealthForm(a.Stealth),
 			Adaptive:          a.Adaptive.Purifications,
 			ShiftWeight:       a.Adaptive.ShiftWeight,
+			AlignmentWeight:   a.Adaptive.AlignmentWeight,
 			Images:            rel + "/",
 			Transfer: []report.Transfer{
 				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
@@ -383,7 +384,7 @@ func adaptiveOf(c config.Adaptive) *attack.Adaptive {
 	if len(c.Purifications) == 0 {
 		return nil
 	}
-	a := &attack.Adaptive{ShiftWeight: c.ShiftWeight}
+	a := &attack.Adaptive{ShiftWeight: c.ShiftWeight, AlignmentWeight: c.AlignmentWeight}
 	for _, name := range c.Purifications {
 		p, _ := audit.ByName(name) // validated
 		a.Purifications = append(a.Purifications, p)
