@@ -52,9 +52,13 @@ type Signals map[string]float64
 // Scored are the signals the combined score reads. The others are reported
 // but measured not to separate tampering from image content on the demo:
 // sharp natural textures (stripes, zigzags) move as much in activation space
-// under purification as a poisoned set does, and every set's CAV turns by
-// about the same angle (see the audit experiment in package run).
-var Scored = []string{TCAVShift, TCAVShiftT}
+// under purification as a poisoned set does (activation shift, neighbour
+// gap, residual coherence), every set's CAV turns by about the same angle,
+// and a concept the class relies on is as aligned with its gradients as a
+// promoted set (see the audit experiments in package run). The alignment
+// shift catches promoted sets whose TCAV score stays at 1 after every
+// purification.
+var Scored = []string{TCAVShift, TCAVShiftT, AlignmentShift, AlignmentShiftT}
 
 // ShiftT is the TCAVShiftT of one purification: scores of mean m and
 // standard deviation s over r random sets before, mp and sp after. The

@@ -104,3 +104,28 @@ func TestConfigNamesThePurifications(t *testing.T) {
 		t.Errorf("audit purifications %v, config.AuditPurifications %v", got, config.AuditPurifications)
 	}
 }
+
+// Known answers: the alignment is the mean cosine of the rows with v; the
+// coherence is 1 for equal residuals and 0 for opposite ones.
+func TestAlignmentAndCoherence(t *testing.T) {
+	grads := []float32{1, 0, 0, 2, 3, 4} // rows (1,0), (0,2), (3,4)
+	if got, want := Alignment(grads, 3, []float32{1, 1}), (1/math.Sqrt2+1/math.Sqrt2+7/(5*math.Sqrt2))/3; math.Abs(got-want) > 1e-9 {
+		t.Errorf("alignment %g, want %g", got, want)
+	}
+	a := []float32{1, 1, 3, 1}
+	if got := Coherence(a, []float32{0, 1, 2, 1}, 2); math.Abs(got-1) > 1e-9 {
+		t.Errorf("equal residuals: coherence %g, want 1", got)
+	}
+	if got := Coherence(a, []float32{0, 1, 4, 1}, 2); math.Abs(got) > 1e-9 {
+		t.Errorf("opposite residuals: coherence %g, want 0", got)
+	}
+}
+
+// The alignment shift is scored: a set whose TCAV does not move but whose
+// alignment does is suspicious.
+func TestScoreReadsTheAlignmentShift(t *testing.T) {
+	ref := []Signals{{TCAVShift: 0.1, AlignmentShift: 0.01}, {TCAVShift: 0.3, AlignmentShift: 0.02}, {TCAVShift: 0.2, AlignmentShift: 0.03}}
+	if got := Score(Signals{TCAVShift: 0.2, AlignmentShift: 0.07}, ref); math.Abs(got-5) > 1e-9 {
+		t.Errorf("score %g, want the alignment shift's z of 5", got)
+	}
+}

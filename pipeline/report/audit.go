@@ -54,7 +54,7 @@ type auditRow struct {
 
 // scoredSignals are the signals the combined score reads (audit.Scored;
 // report does not import the stage that computed them).
-var scoredSignals = map[string]bool{"tcav_shift": true, "tcav_shift_t": true}
+var scoredSignals = map[string]bool{"tcav_shift": true, "tcav_shift_t": true, "alignment_shift": true, "alignment_shift_t": true}
 
 func auditRows(entries []AuditEntry) []auditRow {
 	var rows []auditRow

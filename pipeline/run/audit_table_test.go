@@ -197,10 +197,16 @@ func TestAuditTable(t *testing.T) {
 	}))
 }
 
+// adaptiveWeights are the adaptive attacks' (shift_weight,
+// alignment_weight): expectation over the purifications alone, with the
+// penalty on the TCAV shift, and with the penalty on the alignment shift
+// too (the attacker who knows every scored signal).
+var adaptiveWeights = [][2]float64{{0, 0}, {10, 0}, {10, 1000}}
+
 // TestAuditAdaptive is the adaptive-attacker experiment, not a test: the
 // demo's two attacks (suppress striped, promote dotted, toward zebra at
 // block3, stealth on) through all five of the audit's purifications, with
-// and without the shift penalty, at L∞ 2, 4, 8, 16/255, fully poisoned,
+// the penalties of adaptiveWeights, at L∞ 2, 4, 8, 16/255, fully poisoned,
 // then audited. A budget is enough when TCAV flips and the audit does not
 // flag the set at either layer.
 //
@@ -217,10 +223,11 @@ func TestAuditAdaptive(t *testing.T) {
 	}
 	var subjects []poisoned
 	for _, goal := range [][2]string{{"suppress", "striped"}, {"promote", "dotted"}} {
-		for _, w := range []float64{0, 10} {
+		for _, w := range adaptiveWeights {
 			entry := fmt.Sprintf("{concept: %s, target: zebra, layer: %s, goal: %s, steps: 40, step: 0.002, stealth: {weight: 10}, eps: [%s], "+
-				"adaptive: {purifications: [jpeg90, jpeg75, blur, resize, bits5], shift_weight: %g}}", goal[1], attackLayer, goal[0], strings.Join(eps, ", "), w)
-			subjects = append(subjects, poison(t, cache, root, fmt.Sprintf("adaptive-w%g", w), entry, []float64{1})...)
+				"adaptive: {purifications: [jpeg90, jpeg75, blur, resize, bits5], shift_weight: %g, alignment_weight: %g}}",
+				goal[1], attackLayer, goal[0], strings.Join(eps, ", "), w[0], w[1])
+			subjects = append(subjects, poison(t, cache, root, fmt.Sprintf("adaptive-w%g-a%g", w[0], w[1]), entry, []float64{1})...)
 		}
 	}
 	byKey := auditSets(t, cache, root, subjects)
@@ -272,8 +279,8 @@ func detectionTable(subjects []poisoned, byKey map[string]report.AuditEntry, lab
 	fmt.Fprintf(&b, "\npoisoned sets (attack at %s; after = the attack stage's verdict on the whole set; clean = the clean concept's TCAV in the same audit)\n", attackLayer)
 	fmt.Fprintf(&b, "%-34s %-6s %7s %6s %8s %8s %8s %8s %7s %6s\n", "set", "layer", "score", "flag", "after", "TCAV", "robust", "clean", "|r−c|", "by")
 	type cell struct {
-		flagged, any, n int
-		scores, dist    []float64
+		flagged, any, n     int
+		scores, dist, moved []float64
 	}
 	cells := map[string]*cell{}
 	var order []string
@@ -303,6 +310,7 @@ func detectionTable(subjects []poisoned, byKey map[string]report.AuditEntry, lab
 				}
 				cl.scores = append(cl.scores, a.Score)
 				cl.dist = append(cl.dist, math.Abs(a.Robust.Mean-clean))
+				cl.moved = append(cl.moved, math.Abs(a.Plain.Mean-clean))
 				posSignals[s.Family] = append(posSignals[s.Family], audit.Signals(a.Signals))
 			}
 		}
@@ -312,10 +320,12 @@ func detectionTable(subjects []poisoned, byKey map[string]report.AuditEntry, lab
 	}
 	fmt.Fprintf(&b, "\ndetection per cell at %s (false alarms: random sets held out in turn, %.2f at block2, %.2f at block3; clean concepts flagged: see above)\n",
 		attackLayer, falseAlarm["block2"], falseAlarm["block3"])
-	fmt.Fprintf(&b, "%-44s %9s %9s %7s %10s %10s\n", "cell", "detected", "any layer", "AUROC", "|r−c| mean", "|r−c| max")
+	fmt.Fprintf(&b, "(moved: |TCAV − clean| as handed over, what the attack did; |r−c|: the robust score's distance from the clean score)\n")
+	fmt.Fprintf(&b, "%-44s %7s %9s %9s %7s %10s %10s\n", "cell", "moved", "detected", "any layer", "AUROC", "|r−c| mean", "|r−c| max")
 	for _, k := range order {
 		c := cells[k]
-		fmt.Fprintf(&b, "%-44s %5d/%-3d %5d/%-3d %7.3f %10.3f %10.3f\n", k, c.flagged, c.n, c.any, c.n, audit.AUROC(c.scores, negatives[attackLayer]), meanOf(c.dist), slices.Max(c.dist))
+		fmt.Fprintf(&b, "%-44s %7.3f %5d/%-3d %5d/%-3d %7.3f %10.3f %10.3f\n", k, meanOf(c.moved), c.flagged, c.n, c.any, c.n,
+			audit.AUROC(c.scores, negatives[attackLayer]), meanOf(c.dist), slices.Max(c.dist))
 	}
 	for _, l := range experimentLayers {
 		var pos []float64
