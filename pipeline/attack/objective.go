@@ -24,6 +24,7 @@ type Objective interface {
 // images (+ to suppress, − to promote).
 type Surrogate struct {
 	grads      *torch.Tensor // [N, d] class gradients
+	gradNorms  *torch.Tensor // [N]
 	randomMean *torch.Tensor // [d]
 	tau        float64
 	sign       float64
@@ -51,16 +52,18 @@ func NewSurrogate(device string, grads []float32, n int, randomMean []float32, t
 	s := torch.NewScope()
 	g := s.Keep(s.FromFloat32(grads, []int64{int64(n), int64(d)}, device))
 	r := s.Keep(s.FromFloat32(randomMean, []int64{int64(d)}, device))
+	gn := s.Keep(s.AddScalar(s.NormDims(g, false, 1), 1e-12))
 	if err := s.Err(); err != nil {
 		g.Close()
 		r.Close()
+		gn.Close()
 		return nil, err
 	}
 	sign := 1.0
 	if promote {
 		sign = -1
 	}
-	return &Surrogate{grads: g, randomMean: r, tau: tau / mean, sign: sign}, nil
+	return &Surrogate{grads: g, gradNorms: gn, randomMean: r, tau: tau / mean, sign: sign}, nil
 }
 
 // Loss implements Objective.
@@ -71,8 +74,18 @@ func (o *Surrogate) Loss(s *torch.Scope, acts *torch.Tensor) *torch.Tensor {
 	return s.MulScalar(s.Mean(s.Sigmoid(s.MulScalar(sens, o.tau))), o.sign)
 }
 
+// Alignment is the mean over the class images of cos(g(x), v), v the
+// mean-difference CAV: the attacker's stand-in for the audit's gradient
+// alignment signal.
+func (o *Surrogate) Alignment(s *torch.Scope, acts *torch.Tensor) *torch.Tensor {
+	v := s.Sub(s.MeanDims(acts, false, 0), o.randomMean)
+	u := s.Div(v, s.AddScalar(s.Sqrt(s.Sum(s.Mul(v, v))), 1e-12))
+	return s.Mean(s.Div(s.Reshape(s.MM(o.grads, s.Reshape(u, -1, 1)), -1), o.gradNorms))
+}
+
 // Close frees the device tensors.
 func (o *Surrogate) Close() {
+	o.gradNorms.Close()
 	o.grads.Close()
 	o.randomMean.Close()
 }

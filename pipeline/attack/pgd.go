@@ -20,6 +20,7 @@ type Budget struct {
 	RandomStart bool
 	Momentum    float64       // 0: plain PGD
 	Stealth     *Stealth      // nil: no stealth term
+	Adaptive    *Adaptive     // nil: attack the images as they are
 	Progress    *progress.Bar // may be nil
 }
 
@@ -47,6 +48,9 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 	if len(x0) == 0 {
 		return nil, fmt.Errorf("attack: no images")
 	}
+	if _, ok := obj.(Aligner); b.Adaptive.on() && b.Adaptive.AlignmentWeight > 0 && !ok {
+		return nil, fmt.Errorf("attack: the alignment penalty needs an objective with class gradients (tcav-surrogate)")
+	}
 	st := newState(x0)
 	if b.RandomStart && b.Eps > 0 {
 		for i := range st.orig {
@@ -65,7 +69,11 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 			return nil, err
 		}
 		b.Progress.Add(1)
-		loss, err := st.step(m, layer, obj, b, batch)
+		take := st.step
+		if b.Adaptive.on() {
+			take = st.stepAdaptive
+		}
+		loss, err := take(m, layer, obj, b, batch)
 		if err != nil {
 			return nil, fmt.Errorf("attack step %d: %w", step, err)
 		}
@@ -85,7 +93,13 @@ func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b B
 		images.Quantize(px) // exact k/255 again after the float addition
 		res.Images = append(res.Images, images.Image{Path: x0[i].Path, C: 3, H: st.orig[i].H, W: st.orig[i].W, Pix: px})
 	}
-	loss, err := Loss(m, layer, obj, res.Images, batch)
+	var loss float64
+	var err error
+	if b.Adaptive.on() {
+		loss, _, err = AdaptiveLoss(m, layer, obj, b.Adaptive, res.Images, batch)
+	} else {
+		loss, err = Loss(m, layer, obj, res.Images, batch)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,24 @@ const (
 	// images changes under the purifications, relative to itself: a set
 	// pushed off the natural images' manifold returns to it.
 	NeighbourGap = "neighbour_gap"
+	// GradientAlignment is how well the CAV points along the class
+	// gradients: the mean over class images and random sets of
+	// cos(∇f_class(x), v_X). A concept the class relies on is extreme here
+	// as much as a set promoted by poison.
+	GradientAlignment = "gradient_alignment"
+	// AlignmentShift is the largest change of GradientAlignment under one
+	// purification. Unlike the TCAV score (a share of class images, which
+	// saturates at 0 and 1), it moves when a purification undoes part of a
+	// perturbation that still leaves every sign as it was.
+	AlignmentShift = "alignment_shift"
+	// AlignmentShiftT is AlignmentShift in units of its standard error over
+	// the random sets.
+	AlignmentShiftT = "alignment_shift_t"
+	// ResidualCoherence is how much the images' activation changes under a
+	// purification point one way: max_p ‖mean_i r_i‖ / mean_i ‖r_i‖, with
+	// r_i = f(x_i) − f(p(x_i)). A perturbation shared by the set's images
+	// comes off as one direction; natural images' changes scatter.
+	ResidualCoherence = "residual_coherence"
 )
 
 // Signals are one audited set's values, by name.
@@ -34,17 +52,32 @@ type Signals map[string]float64
 // Scored are the signals the combined score reads. The others are reported
 // but measured not to separate tampering from image content on the demo:
 // sharp natural textures (stripes, zigzags) move as much in activation space
-// under purification as a poisoned set does, and every set's CAV turns by
-// about the same angle (see the audit experiment in package run).
-var Scored = []string{TCAVShift, TCAVShiftT}
+// under purification as a poisoned set does (activation shift, neighbour
+// gap, residual coherence), every set's CAV turns by about the same angle,
+// and a concept the class relies on is as aligned with its gradients as a
+// promoted set (see the audit experiments in package run). The alignment
+// shift catches promoted sets whose TCAV score stays at 1 after every
+// purification.
+var Scored = []string{TCAVShift, TCAVShiftT, AlignmentShift, AlignmentShiftT}
 
 // ShiftT is the TCAVShiftT of one purification: scores of mean m and
 // standard deviation s over r random sets before, mp and sp after. The
 // standard error is floored at minStandardError, so that a set whose
 // scores are all 1 does not divide by zero.
 func ShiftT(m, s, mp, sp float64, r int) float64 {
+	return shiftT(m, s, mp, sp, r, minStandardError)
+}
+
+func shiftT(m, s, mp, sp float64, r int, floor float64) float64 {
 	se := math.Sqrt((s*s + sp*sp) / float64(max(r, 1)))
-	return math.Abs(mp-m) / math.Max(se, minStandardError)
+	return math.Abs(mp-m) / math.Max(se, floor)
+}
+
+// AlignmentShiftTValue is the AlignmentShiftT of one purification:
+// alignments of mean m and standard deviation s over r random sets before,
+// mp and sp after; the standard error is floored at a thousandth.
+func AlignmentShiftTValue(m, s, mp, sp float64, r int) float64 {
+	return shiftT(m, s, mp, sp, r, 1e-3)
 }
 
 // minStandardError is one class image in a hundred, across random sets.
@@ -56,9 +89,12 @@ const minSpread = 1e-3
 // Score is the combined score of s: the largest of its signals' z-scores
 // against the same signals of the reference sets (the random sets audited
 // as concepts). A set is as suspicious as its most telling signal.
-func Score(s Signals, ref []Signals) float64 {
+func Score(s Signals, ref []Signals) float64 { return ScoreWith(s, ref, Scored) }
+
+// ScoreWith is Score over the signals names.
+func ScoreWith(s Signals, ref []Signals, names []string) float64 {
 	best := math.Inf(-1)
-	for _, name := range Scored {
+	for _, name := range names {
 		v, ok := s[name]
 		if !ok {
 			continue
@@ -236,4 +272,40 @@ func NeighbourDistance(set []float32, n int, pool []float32, m, k int) float64 {
 		total += s / float64(k)
 	}
 	return total / float64(max(n, 1))
+}
+
+// Alignment is the mean over the n rows g of grads of cos(g, v).
+func Alignment(grads []float32, n int, v []float32) float64 {
+	d := len(v)
+	var sum float64
+	for i := range n {
+		sum += Cosine(grads[i*d:(i+1)*d], v)
+	}
+	return sum / float64(max(n, 1))
+}
+
+// Coherence is ‖mean_i r_i‖ / mean_i ‖r_i‖ over the residuals r_i = a_i − b_i
+// of rows of two n×d matrices: 1 when every image moved the same way, about
+// 1/√n when the moves are independent.
+func Coherence(a, b []float32, n int) float64 {
+	d := len(a) / max(n, 1)
+	mean := make([]float64, d)
+	var norms float64
+	for i := range n {
+		var sq float64
+		for j := range d {
+			r := float64(a[i*d+j]) - float64(b[i*d+j])
+			mean[j] += r / float64(n)
+			sq += r * r
+		}
+		norms += math.Sqrt(sq) / float64(n)
+	}
+	if norms == 0 {
+		return 0
+	}
+	var sq float64
+	for _, v := range mean {
+		sq += v * v
+	}
+	return math.Sqrt(sq) / norms
 }

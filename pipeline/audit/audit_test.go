@@ -2,8 +2,10 @@ package audit
 
 import (
 	"math"
+	"slices"
 	"testing"
 
+	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 )
 
@@ -93,5 +95,37 @@ func TestPurificationsKeepFlatImagesAndSmoothPixelNoise(t *testing.T) {
 	}
 	if r := ResizeRoundTrip(checker, 0.75); amp(r) > 0.7*amp(checker) {
 		t.Errorf("resize round trip kept the pixel checkerboard: %g of %g", amp(r), amp(checker))
+	}
+}
+
+// The config accepts exactly the purifications the audit has.
+func TestConfigNamesThePurifications(t *testing.T) {
+	if got := Names(); !slices.Equal(got, config.AuditPurifications) {
+		t.Errorf("audit purifications %v, config.AuditPurifications %v", got, config.AuditPurifications)
+	}
+}
+
+// Known answers: the alignment is the mean cosine of the rows with v; the
+// coherence is 1 for equal residuals and 0 for opposite ones.
+func TestAlignmentAndCoherence(t *testing.T) {
+	grads := []float32{1, 0, 0, 2, 3, 4} // rows (1,0), (0,2), (3,4)
+	if got, want := Alignment(grads, 3, []float32{1, 1}), (1/math.Sqrt2+1/math.Sqrt2+7/(5*math.Sqrt2))/3; math.Abs(got-want) > 1e-9 {
+		t.Errorf("alignment %g, want %g", got, want)
+	}
+	a := []float32{1, 1, 3, 1}
+	if got := Coherence(a, []float32{0, 1, 2, 1}, 2); math.Abs(got-1) > 1e-9 {
+		t.Errorf("equal residuals: coherence %g, want 1", got)
+	}
+	if got := Coherence(a, []float32{0, 1, 4, 1}, 2); math.Abs(got) > 1e-9 {
+		t.Errorf("opposite residuals: coherence %g, want 0", got)
+	}
+}
+
+// The alignment shift is scored: a set whose TCAV does not move but whose
+// alignment does is suspicious.
+func TestScoreReadsTheAlignmentShift(t *testing.T) {
+	ref := []Signals{{TCAVShift: 0.1, AlignmentShift: 0.01}, {TCAVShift: 0.3, AlignmentShift: 0.02}, {TCAVShift: 0.2, AlignmentShift: 0.03}}
+	if got := Score(Signals{TCAVShift: 0.2, AlignmentShift: 0.07}, ref); math.Abs(got-5) > 1e-9 {
+		t.Errorf("score %g, want the alignment shift's z of 5", got)
 	}
 }

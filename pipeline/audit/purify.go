@@ -12,7 +12,11 @@
 package audit
 
 import (
+	"bytes"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
 	"math"
 	"os"
 	"path/filepath"
@@ -35,9 +39,91 @@ func Purifications() []Purification {
 		{Name: "jpeg90", JPEG: 90},
 		{Name: "jpeg75", JPEG: 75},
 		{Name: "blur", Apply: Blur},
-		{Name: "resize", Apply: func(im images.Image) images.Image { return ResizeRoundTrip(im, 0.75) }},
+		{Name: "resize", Apply: func(im images.Image) images.Image { return ResizeRoundTrip(im, ResizeFactor) }},
 		{Name: "bits5", Apply: func(im images.Image) images.Image { return BitDepth(im, 5) }},
 	}
+}
+
+// ResizeFactor is the scale of the resize round trip.
+const ResizeFactor = 0.75
+
+// BlurKernel is the blur's 3-tap kernel: a Gaussian of σ = 0.5 pixel.
+var BlurKernel = [3]float32{0.10650698, 0.78698604, 0.10650698}
+
+// Names are the purifications' names, in order.
+func Names() []string {
+	var out []string
+	for _, p := range Purifications() {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// ByName is the purification called name.
+func ByName(name string) (Purification, bool) {
+	for _, p := range Purifications() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Purification{}, false
+}
+
+// Image purifies one image in memory and gives the values the audit sees:
+// im as an 8-bit file would hold it, re-encoded, and on the 8-bit grid again
+// (what Write then Decode produce).
+func (p Purification) Image(im images.Image) (images.Image, error) {
+	px := append([]float32(nil), im.Floats()...)
+	images.Quantize(px)
+	in := images.Image{Path: im.Path, C: im.C, H: im.H, W: im.W, Pix: px}
+	if p.JPEG > 0 {
+		return jpegRoundTrip(in, p.JPEG)
+	}
+	out := p.Apply(in)
+	out.Pix = append([]float32(nil), out.Floats()...)
+	images.Quantize(out.Pix)
+	return out, nil
+}
+
+// jpegRoundTrip encodes im (3 channels, on the 8-bit grid) as a JPEG of the
+// given quality and decodes it as images.Decode decodes a JPEG file.
+func jpegRoundTrip(im images.Image, quality int) (images.Image, error) {
+	if im.C != 3 {
+		return images.Image{}, fmt.Errorf("jpeg %s: %d channels, want 3", im.Path, im.C)
+	}
+	n := im.H * im.W
+	m := image.NewRGBA(image.Rect(0, 0, im.W, im.H))
+	for i := range n {
+		for c := range 3 {
+			m.Pix[4*i+c] = uint8(math.Max(0, math.Min(255, math.Round(float64(im.Pix[c*n+i])*255))))
+		}
+		m.Pix[4*i+3] = 255
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, m, &jpeg.Options{Quality: quality}); err != nil {
+		return images.Image{}, fmt.Errorf("jpeg %s: %w", im.Path, err)
+	}
+	dec, err := jpeg.Decode(&buf)
+	if err != nil {
+		return images.Image{}, fmt.Errorf("jpeg %s: %w", im.Path, err)
+	}
+	out := images.Image{Path: im.Path, C: 3, H: im.H, W: im.W, Pix: make([]float32, 3*n)}
+	for y := range im.H {
+		for x := range im.W {
+			var r, g, b uint8
+			switch d := dec.(type) {
+			case *image.YCbCr:
+				yi, ci := d.YOffset(x, y), d.COffset(x, y)
+				r, g, b = color.YCbCrToRGB(d.Y[yi], d.Cb[ci], d.Cr[ci])
+			default:
+				c := color.RGBAModel.Convert(dec.At(x, y)).(color.RGBA)
+				r, g, b = c.R, c.G, c.B
+			}
+			i := y*im.W + x
+			out.Pix[i], out.Pix[n+i], out.Pix[2*n+i] = float32(r)/255, float32(g)/255, float32(b)/255
+		}
+	}
+	return out, nil
 }
 
 // Write purifies every file into dir (same stem; .jpg for JPEG, .png
@@ -67,7 +153,7 @@ func Write(files []string, dir string, p Purification) ([]string, error) {
 // Blur is a separable Gaussian of σ = 0.5 pixel (kernel 0.107, 0.786, 0.107),
 // edges clamped: it removes single-pixel noise and leaves textures.
 func Blur(im images.Image) images.Image {
-	k := [3]float32{0.10650698, 0.78698604, 0.10650698}
+	k := BlurKernel
 	src := im.Floats()
 	tmp := make([]float32, len(src))
 	out := make([]float32, len(src))
@@ -100,9 +186,17 @@ func Blur(im images.Image) images.Image {
 // ResizeRoundTrip scales the image down by f (bilinear) and back up to its
 // own size, as a thumbnailing pipeline would.
 func ResizeRoundTrip(im images.Image, f float64) images.Image {
-	h2, w2 := max(1, int(math.Round(float64(im.H)*f))), max(1, int(math.Round(float64(im.W)*f)))
+	h2, w2 := scaled(im.H, im.W, f)
 	small := bilinear(im.Floats(), im.C, im.H, im.W, h2, w2)
 	return images.Image{Path: im.Path, C: im.C, H: im.H, W: im.W, Pix: bilinear(small, im.C, h2, w2, im.H, im.W)}
+}
+
+// ResizeSize is the intermediate size of the resize round trip of an h×w
+// image.
+func ResizeSize(h, w int) (int, int) { return scaled(h, w, ResizeFactor) }
+
+func scaled(h, w int, f float64) (int, int) {
+	return max(1, int(math.Round(float64(h)*f))), max(1, int(math.Round(float64(w)*f)))
 }
 
 // bilinear resamples with pixel centres aligned (align_corners=false).

@@ -64,3 +64,7 @@ func (c *Config) validateAudit(v *validator) {
 		v.check(s != "", "audit.concepts", "holds an empty set name")
 	}
 }
+
+// AuditPurifications are the names of the audit's purifications (package
+// audit), which attack.*.adaptive.purifications may name.
+var AuditPurifications = []string{"jpeg90", "jpeg75", "blur", "resize", "bits5"}

@@ -207,7 +207,9 @@ type Attack struct {
 	// Norm is the perturbation norm, linf or l2. Default: linf.
 	Norm string `yaml:"norm"`
 	// Eps are the budgets, on the pixel scale [0, 1]; each one is a separate
-	// attack. A single number is a list of one.
+	// attack. A single number is a list of one. Under linf each is below 1;
+	// under l2 it is a norm per image and may exceed 1 (a saturated L∞
+	// budget ε has the PSNR of the L2 budget ε·√(3·H·W)).
 	// Default: [0.0078, 0.0157, 0.0314] (2/255, 4/255, 8/255).
 	Eps []float64 `yaml:"eps"`
 	// Step is the PGD step size on the pixel scale. Default: 0.002.
@@ -231,6 +233,30 @@ type Attack struct {
 	// moves the explanation, so that an analyst who looks at the concept
 	// images' predicted classes sees nothing.
 	Stealth Stealth `yaml:"stealth"`
+	// Adaptive attacks through the audit's purifications, as an attacker
+	// who knows the audit would. Default: off.
+	Adaptive Adaptive `yaml:"adaptive"`
+}
+
+// Adaptive is the attacker who knows the audit (see package attack): the
+// objective is averaged over the concept set and its copies re-encoded by
+// each of Purifications (expectation over transforms; blur and resize are
+// differentiated exactly, JPEG and bit depth straight through), plus
+// ShiftWeight times the mean squared change of the objective under a
+// purification — the audit's scored signal, the TCAV shift.
+type Adaptive struct {
+	// Purifications are audit purification names: jpeg90, jpeg75, blur,
+	// resize, bits5. Empty turns the adaptive attack off. Default: [].
+	Purifications []string `yaml:"purifications"`
+	// ShiftWeight is the weight of the shift penalty; 0 turns it off.
+	// Default: 0.
+	ShiftWeight float64 `yaml:"shift_weight"`
+	// AlignmentWeight is the weight of a penalty on the mean squared change
+	// under a purification of the mean cosine between the class gradients
+	// and the set's mean-difference direction: the stand-in for the audit's
+	// alignment-shift signal. tcav-surrogate only; 0 turns it off.
+	// Default: 0.
+	AlignmentWeight float64 `yaml:"alignment_weight"`
 }
 
 // Stealth is the attack's term for not being noticed: Weight times the mean

@@ -103,6 +103,7 @@ func (c *Config) validate(v *validator) {
 	for i := range c.Attack {
 		c.validateAttack(v, i)
 	}
+	c.validateAttackFolders(v)
 	c.validateAudit(v)
 	for i := range c.Facets {
 		c.validateFacet(v, i)
@@ -165,6 +166,28 @@ func (c *Config) validateTCAV(v *validator) {
 	v.check(sig.Negatives >= 0, "tcav.significance.negatives", "%d must be >= 0 (0: all)", sig.Negatives)
 }
 
+// validateAttackFolders rejects two attacks that would write one folder
+// (attack/CONCEPT-TARGET-LAYER-epsEPS): the second would replace the first's
+// poisoned images while results.json still pointed both at them.
+func (c *Config) validateAttackFolders(v *validator) {
+	type folder struct {
+		concept, target, layer string
+		eps                    float64
+	}
+	first := map[folder]int{}
+	for i, a := range c.Attack {
+		for _, e := range a.Eps {
+			f := folder{a.Concept, a.Target, a.Layer, e}
+			if j, ok := first[f]; ok {
+				v.check(false, fmt.Sprintf("attack.%d.eps", i), "%v: attack.%d already poisons %s for %s at %s with this budget, into the same folder",
+					e, j, a.Concept, a.Target, a.Layer)
+				continue
+			}
+			first[f] = i
+		}
+	}
+}
+
 func (c *Config) validateAttack(v *validator, i int) {
 	a := c.Attack[i]
 	key := func(name string) string { return fmt.Sprintf("attack.%d.%s", i, name) }
@@ -188,7 +211,12 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.check(len(a.Eps) > 0, key("eps"), "needs at least one budget")
 	seen := map[float64]bool{}
 	for _, e := range a.Eps {
-		v.check(e > 0 && e < 1, key("eps"), "%v is out of range: want 0 < eps < 1 (pixel scale [0, 1])", e)
+		if a.Norm == NormL2 {
+			// An image's L2 norm on the pixel scale reaches √(3·H·W).
+			v.check(e > 0 && finite(e), key("eps"), "%v is out of range: want eps > 0 (L2 norm per image, pixel scale [0, 1])", e)
+		} else {
+			v.check(e > 0 && e < 1, key("eps"), "%v is out of range: want 0 < eps < 1 (pixel scale [0, 1])", e)
+		}
 		v.check(!seen[e], key("eps"), "%v is listed twice", e)
 		seen[e] = true
 	}
@@ -199,6 +227,22 @@ func (c *Config) validateAttack(v *validator, i int) {
 	v.check(a.Stealth.Weight >= 0 && finite(a.Stealth.Weight), key("stealth.weight"), "%v must be >= 0 (0 turns stealth off)", a.Stealth.Weight)
 	v.oneOf(key("stealth.form"), a.Stealth.Form, StealthMargin, StealthKL)
 	v.check(a.Stealth.Margin >= 0 && finite(a.Stealth.Margin), key("stealth.margin"), "%v must be >= 0", a.Stealth.Margin)
+	purs := map[string]bool{}
+	for _, p := range a.Adaptive.Purifications {
+		v.oneOf(key("adaptive.purifications"), p, AuditPurifications...)
+		v.check(!purs[p], key("adaptive.purifications"), "%q is listed twice", p)
+		purs[p] = true
+	}
+	v.check(a.Adaptive.ShiftWeight >= 0 && finite(a.Adaptive.ShiftWeight), key("adaptive.shift_weight"), "%v must be >= 0 (0 turns the penalty off)", a.Adaptive.ShiftWeight)
+	v.check(a.Adaptive.ShiftWeight == 0 || len(a.Adaptive.Purifications) > 0, key("adaptive.shift_weight"),
+		"%v needs adaptive.purifications: the shift is measured under them", a.Adaptive.ShiftWeight)
+	if v.check(a.Adaptive.AlignmentWeight >= 0 && finite(a.Adaptive.AlignmentWeight), key("adaptive.alignment_weight"),
+		"%v must be >= 0 (0 turns the penalty off)", a.Adaptive.AlignmentWeight) && a.Adaptive.AlignmentWeight > 0 {
+		v.check(len(a.Adaptive.Purifications) > 0, key("adaptive.alignment_weight"),
+			"%v needs adaptive.purifications: the shift is measured under them", a.Adaptive.AlignmentWeight)
+		v.check(a.Objective == ObjectiveSurrogate, key("adaptive.alignment_weight"),
+			"needs objective %s (the alignment is with its class gradients)", ObjectiveSurrogate)
+	}
 	n := len(c.TCAV.Random.Sets)
 	if v.check(a.JudgeRandom >= 2, key("judge_random"), "%d: judging needs at least 2 random sets", a.JudgeRandom) {
 		v.check(a.JudgeRandom < n, key("judge_random"),

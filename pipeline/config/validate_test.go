@@ -17,6 +17,8 @@ func TestValidate(t *testing.T) {
 		{"valid l2 promote collision", []string{"attack.0.norm=l2", "attack.0.goal=promote",
 			"attack.0.objective=feature-collision", "attack.0.toward=dotted"}, "", ""},
 		{"valid list random", []string{"tcav.random=[a,b,c]"}, "", ""},
+		{"valid l2 above one", []string{"attack.0.norm=l2", "attack.0.eps=[1.74, 3.48]"}, "", ""},
+		{"valid adaptive", []string{"attack.0.adaptive={purifications: [jpeg75, blur], shift_weight: 2, alignment_weight: 1000}"}, "", ""},
 		{"valid cuda index", []string{"device=cuda:3"}, "", ""},
 		{"valid center crop", []string{"model.input.crop=center", "model.input.resize=256"}, "", ""},
 
@@ -61,6 +63,16 @@ func TestValidate(t *testing.T) {
 		{"significance test", []string{"tcav.significance.test=welch"}, "tcav.significance.test", "is not one of calibrated, two-sample, one-sample"},
 
 		{"attack concept", []string{"attack.0.concept="}, "attack.0.concept", "required"},
+		{"adaptive purification", []string{"attack.0.adaptive.purifications=[jpeg50]"}, "attack.0.adaptive.purifications", `"jpeg50" is not one of jpeg90, jpeg75, blur, resize, bits5`},
+		{"adaptive purification twice", []string{"attack.0.adaptive.purifications=[blur, blur]"}, "attack.0.adaptive.purifications", `"blur" is listed twice`},
+		{"adaptive shift without purifications", []string{"attack.0.adaptive.shift_weight=1"}, "attack.0.adaptive.shift_weight", "needs adaptive.purifications"},
+		{"adaptive alignment with collision", []string{"attack.0.objective=feature-collision",
+			"attack.0.adaptive={purifications: [blur], alignment_weight: 100}"}, "attack.0.adaptive.alignment_weight", "needs objective tcav-surrogate"},
+		{"adaptive alignment without purifications", []string{"attack.0.adaptive.alignment_weight=5"}, "attack.0.adaptive.alignment_weight", "needs adaptive.purifications"},
+		{"two attacks into one folder", []string{"attack=[{concept: striped, target: zebra, layer: l1, eps: [0.01, 0.02]}, " +
+			"{concept: striped, target: zebra, layer: l1, eps: [0.02], adaptive: {purifications: [blur]}}]"},
+			"attack.1.eps", "attack.0 already poisons striped for zebra at l1 with this budget"},
+		{"adaptive shift negative", []string{"attack.0.adaptive={purifications: [blur], shift_weight: -1}"}, "attack.0.adaptive.shift_weight", "must be >= 0"},
 		{"attack target", []string{"attack.0.target="}, "attack.0.target", "required"},
 		{"attack layer", []string{"attack.0.layer="}, "attack.0.layer", "required"},
 		{"goal", []string{"attack.0.goal=hide"}, "attack.0.goal", "is not one of suppress, promote"},

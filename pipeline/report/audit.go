@@ -2,8 +2,11 @@ package report
 
 import (
 	"fmt"
+	"html/template"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 )
 
 // AuditEntry is the audit of one concept set for one target at one layer
@@ -44,14 +47,14 @@ type AuditEntry struct {
 type auditRow struct {
 	Concept, Images, Target, Layer, Verdict, Class string
 	Score, FalseAlarm                              string
-	Signals                                        []string
+	Signals                                        []auditSignal
 	Plain, PlainClass, Robust, RobustClass         string
 	Shifted                                        []string
 }
 
 // scoredSignals are the signals the combined score reads (audit.Scored;
 // report does not import the stage that computed them).
-var scoredSignals = map[string]bool{"tcav_shift": true, "tcav_shift_t": true}
+var scoredSignals = map[string]bool{"tcav_shift": true, "tcav_shift_t": true, "alignment_shift": true, "alignment_shift_t": true}
 
 func auditRows(entries []AuditEntry) []auditRow {
 	var rows []auditRow
@@ -71,12 +74,56 @@ func auditRows(entries []AuditEntry) []auditRow {
 				star = "*"
 			}
 			text := fmt.Sprintf("%s%s %.3g", name, star, e.Signals[name])
+			sig := auditSignal{}
 			if rs := e.RandomSignals[name]; len(rs) > 0 {
 				text += fmt.Sprintf(" [%.3g … %.3g]", slices.Min(rs), slices.Max(rs))
+				sig.Plot = signalPlot(e.Signals[name], rs)
 			}
-			r.Signals = append(r.Signals, text)
+			sig.Text = text
+			r.Signals = append(r.Signals, sig)
 		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// auditSignal is one signal of an audit row: its text and a small plot of
+// it against the random sets.
+type auditSignal struct {
+	Text string
+	Plot template.HTML
+}
+
+// Plot geometry, in pixels.
+const plotW, plotH, plotPad = 96.0, 12.0, 3.0
+
+// signalPlot is an inline SVG strip: a grey tick per random set audited as
+// a concept, and the set's own value as a dot, red when it lies beyond every
+// random set. The scale runs from the smallest to the largest of them all.
+func signalPlot(value float64, random []float64) template.HTML {
+	if math.IsNaN(value) || math.IsInf(value, 0) {
+		return ""
+	}
+	lo, hi := math.Min(value, slices.Min(random)), math.Max(value, slices.Max(random))
+	x := func(v float64) float64 {
+		if hi == lo {
+			return plotW / 2
+		}
+		return plotPad + (v-lo)/(hi-lo)*(plotW-2*plotPad)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="sig" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f">`, plotW, plotH, plotW, plotH)
+	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ccc"/>`, plotPad, plotH/2, plotW-plotPad, plotH/2)
+	for _, v := range random {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		fmt.Fprintf(&b, `<line class="r" x1="%.1f" y1="2" x2="%.1f" y2="%.0f" stroke="#888"/>`, x(v), x(v), plotH-2)
+	}
+	fill := "#222"
+	if value > slices.Max(random) {
+		fill = "#c00"
+	}
+	fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/></svg>`, x(value), plotH/2, fill)
+	return template.HTML(b.String()) // numbers only
 }

@@ -149,6 +149,11 @@ type AttackEntry struct {
 	StealthWeight float64 `json:"stealth_weight"`
 	// StealthForm is the stealth term's form (margin or kl) when it is on.
 	StealthForm string `json:"stealth_form,omitempty"`
+	// Adaptive are the audit purifications the attack optimized through
+	// (attack.*.adaptive), and its penalties' weights.
+	Adaptive        []string `json:"adaptive,omitempty"`
+	ShiftWeight     float64  `json:"shift_weight,omitempty"`
+	AlignmentWeight float64  `json:"alignment_weight,omitempty"`
 	// Images is the run-relative directory of the perturbed images.
 	Images string `json:"images"`
 	// Transfer is the same judgment where one thing an analyst might do

@@ -11,6 +11,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
 	"github.com/cavforge/cavforge/pipeline/attack"
+	"github.com/cavforge/cavforge/pipeline/audit"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
@@ -115,11 +116,12 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 	if a.Stealth.Weight > 0 {
 		stealth = &attack.Stealth{Weight: a.Stealth.Weight, Form: a.Stealth.Form, Margin: a.Stealth.Margin, Clean: cleanLogits}
 	}
+	adaptive := adaptiveOf(a.Adaptive)
 	for _, eps := range a.Eps {
 		if a.Norm == "linf" && attack.Levels(eps) == 0 {
 			e.log.Warnf("attack %s→%s: eps %g is below one 8-bit level (1/255): the written images cannot change", a.Concept, a.Target, eps)
 		}
-		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum, Stealth: stealth,
+		budget := attack.Budget{Norm: a.Norm, Eps: eps, Step: a.Step, Steps: a.Steps, RandomStart: a.RandomStart, Momentum: a.Momentum, Stealth: stealth, Adaptive: adaptive,
 			Progress: e.opts.Progress.New(fmt.Sprintf("attack %s→%s eps %g", a.Concept, a.Target, eps), a.Steps)}
 		seed := cav.Seed(e.cfg.Seed, "attack:"+a.Concept, a.Target+"/"+a.Goal+"/"+a.Objective, a.Layer) ^ math.Float64bits(eps)
 		res, err := attack.Perturb(e.model, imgs, a.Layer, obj, budget, e.cfg.Data.BatchSize, seed)
@@ -202,6 +204,9 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 			ClassLogitChange:  logitChange,
 			StealthWeight:     a.Stealth.Weight,
 			StealthForm:       stealthForm(a.Stealth),
+			Adaptive:          a.Adaptive.Purifications,
+			ShiftWeight:       a.Adaptive.ShiftWeight,
+			AlignmentWeight:   a.Adaptive.AlignmentWeight,
 			Images:            rel + "/",
 			Transfer: []report.Transfer{
 				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
@@ -372,6 +377,19 @@ func meanActivation(sets []string, actsOf func(string) (*activations.Activations
 func mean(a *activations.Activations) []float32 {
 	m, _ := meanActivation([]string{a.Set}, func(string) (*activations.Activations, error) { return a, nil })
 	return m
+}
+
+// adaptiveOf is the attack's adaptive option, nil when it is off.
+func adaptiveOf(c config.Adaptive) *attack.Adaptive {
+	if len(c.Purifications) == 0 {
+		return nil
+	}
+	a := &attack.Adaptive{ShiftWeight: c.ShiftWeight, AlignmentWeight: c.AlignmentWeight}
+	for _, name := range c.Purifications {
+		p, _ := audit.ByName(name) // validated
+		a.Purifications = append(a.Purifications, p)
+	}
+	return a
 }
 
 func stealthForm(st config.Stealth) string {

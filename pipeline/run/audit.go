@@ -13,6 +13,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/report"
+	"github.com/cavforge/cavforge/pipeline/stats"
 )
 
 // auditSubject is one set the audit looks at.
@@ -248,8 +249,9 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 			poolN += r.N
 		}
 		near := audit.NeighbourDistance(orig.Data, orig.N, pool, poolN, auditK)
-		var turn, nearPurified float64
+		var turn, nearPurified, coherence float64
 		for v := 1; v < len(views); v++ {
+			coherence = max(coherence, audit.Coherence(orig.Data, acts[v][l].Data, orig.N))
 			var cos float64
 			for r := range randoms {
 				cos += audit.Cosine(cavs[0][r].Vector, cavs[v][r].Vector) / float64(len(randoms))
@@ -261,6 +263,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 			nearPurified += audit.NeighbourDistance(acts[v][l].Data, orig.N, pool, poolN, auditK) / float64(len(views)-1)
 		}
 		signals[audit.CAVTurn] = turn
+		signals[audit.ResidualCoherence] = coherence
 		signals[audit.ActivationShift] = meanOf(shifts)
 		if near > 0 {
 			signals[audit.NeighbourGap] = abs(near-nearPurified) / near
@@ -297,6 +300,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 				shiftT = max(shiftT, audit.ShiftT(plain.Mean, plain.Std, sc.Mean, sc.Std, len(randoms)))
 			}
 			sig := audit.Signals{audit.TCAVShift: shift, audit.TCAVShiftT: shiftT}
+			alignmentSignals(sig, cavs, grads)
 			for k, v := range signals {
 				sig[k] = v
 			}
@@ -368,4 +372,25 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// alignmentSignals adds GradientAlignment and its shift under the
+// purifications (views 1…, view 0 the set as handed over), from each
+// view's CAVs against the random sets.
+func alignmentSignals(sig audit.Signals, cavs [][]*cav.CAV, grads *activations.Activations) {
+	align := func(v int) (float64, float64) {
+		xs := make([]float64, len(cavs[v]))
+		for r, c := range cavs[v] {
+			xs[r] = audit.Alignment(grads.Data, grads.N, c.Vector)
+		}
+		return stats.Mean(xs), stats.StdDev(xs)
+	}
+	m, s := align(0)
+	var shift, shiftT float64
+	for v := 1; v < len(cavs); v++ {
+		mp, sp := align(v)
+		shift = max(shift, abs(mp-m))
+		shiftT = max(shiftT, audit.AlignmentShiftTValue(m, s, mp, sp, len(cavs[v])))
+	}
+	sig[audit.GradientAlignment], sig[audit.AlignmentShift], sig[audit.AlignmentShiftT] = m, shift, shiftT
 }
