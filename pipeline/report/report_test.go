@@ -648,3 +648,46 @@ func TestCalibratedSectionShowsNullAndMeaning(t *testing.T) {
 		t.Error("a significant entry with a resolution passes Validate")
 	}
 }
+
+// Only a significant-above bar is drawn in the important blue: making the
+// not-significant (or the below-baseline) concept important adds a whole
+// bar of blue to the same chart, so it had none before. (The legend's
+// swatch is in both.)
+func TestNonSignificantBarIsNotDrawnAsImportant(t *testing.T) {
+	r := synthetic(t).normalized()
+	blueIn := func(entries []TCAVEntry) int {
+		t.Helper()
+		data, err := TCAVChart("zebra", "inception4c", entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := decodePNG(t, data)
+		n := 0
+		b := img.Bounds()
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == colImportant {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	entries := slices.Clone(r.TCAV[:3])
+	base := blueIn(entries)
+	for i, e := range entries {
+		if e.Concept == "striped" {
+			continue
+		}
+		want := map[string]bool{"zigzagged": false, "dotted": true}[e.Concept]
+		if e.Significant != want || (want && e.Direction != stats.Below) {
+			t.Fatalf("fixture: %s is significant=%v %s", e.Concept, e.Significant, e.Direction)
+		}
+		alt := slices.Clone(entries)
+		alt[i].Significant, alt[i].Direction = true, stats.Above
+		// The bar is mean 0.5 or 0.13 high, a third of the plot wide.
+		if added := blueIn(alt) - base; added < 2000 {
+			t.Errorf("%s: drawing it as important adds only %d blue pixels: it was drawn in the important colour already", e.Concept, added)
+		}
+	}
+}
