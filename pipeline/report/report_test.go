@@ -675,8 +675,18 @@ func TestNonSignificantBarIsNotDrawnAsImportant(t *testing.T) {
 	}
 	entries := slices.Clone(r.TCAV[:3])
 	base := blueIn(entries)
+	// The blue of the striped bar: what drawing it below the baseline
+	// removes. Bars have one width, so a bar's blue is proportional to its
+	// mean.
+	si := slices.IndexFunc(entries, func(e TCAVEntry) bool { return e.Concept == "striped" })
+	below := slices.Clone(entries)
+	below[si].Direction = stats.Below
+	perMean := float64(base-blueIn(below)) / entries[si].Mean
+	if perMean < 10000 {
+		t.Fatalf("the important striped bar has %.0f blue pixels per unit of mean", perMean)
+	}
 	for i, e := range entries {
-		if e.Concept == "striped" {
+		if i == si {
 			continue
 		}
 		want := map[string]bool{"zigzagged": false, "dotted": true}[e.Concept]
@@ -685,9 +695,10 @@ func TestNonSignificantBarIsNotDrawnAsImportant(t *testing.T) {
 		}
 		alt := slices.Clone(entries)
 		alt[i].Significant, alt[i].Direction = true, stats.Above
-		// The bar is mean 0.5 or 0.13 high, a third of the plot wide.
-		if added := blueIn(alt) - base; added < 2000 {
-			t.Errorf("%s: drawing it as important adds only %d blue pixels: it was drawn in the important colour already", e.Concept, added)
+		added, bar := float64(blueIn(alt)-base), perMean*e.Mean
+		t.Logf("%s: drawn as important adds %.0f blue pixels; a whole bar is %.0f", e.Concept, added, bar)
+		if added < 0.8*bar {
+			t.Errorf("%s: drawing it as important adds %.0f blue pixels, a whole bar %.0f: it was partly drawn in the important colour already", e.Concept, added, bar)
 		}
 	}
 }
