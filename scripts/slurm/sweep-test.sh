@@ -186,6 +186,7 @@ print("sweep-test: %d collected TCAV rows equal their tasks' results; striped im
 PY
 
 # --- timings -------------------------------------------------------------------
+status=$("$bin" sweep status "$SWEEP" --json)
 echo
 echo "timings (seconds):"
 printf '  %-34s %s\n' "cluster up" "$t_cluster" "build" "$t_build" "plan" "$t_plan" \
