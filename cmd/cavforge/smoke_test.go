@@ -123,6 +123,12 @@ func TestValidateSaysOKOnTheDemoAndNamesTheBadKeyOrFile(t *testing.T) {
 	oneLineErr(t, "validate with a missing layer", code, stderr, "nosuchlayer")
 	code, _, stderr = runCLI(t, dir, "validate", cfg, "--set", "model.path="+filepath.Join(dir, "gone.pt"))
 	oneLineErr(t, "validate with a missing model", code, stderr, "gone.pt")
+	labels := filepath.Join(dir, "three-labels.txt")
+	if err := os.WriteFile(labels, []byte("zebra\ndalmatian\nhoneycomb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, dir, "validate", cfg, "--set", "model.labels="+labels)
+	oneLineErr(t, "validate with 3 labels for 4 outputs", code, stderr, "three-labels.txt", "3 names", "4 outputs")
 	code, _, stderr = runCLI(t, dir, "validate", filepath.Join(dir, "nosuch.yaml"))
 	oneLineErr(t, "validate of a missing config", code, stderr, "nosuch.yaml")
 }

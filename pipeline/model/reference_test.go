@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cavforge/cavforge/cgo/torch"
@@ -125,5 +126,27 @@ func TestFrozenModelLayerGradientMatchesFiniteDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A model whose output is not [N, classes] (here a feature map) is refused
+// with the file and the shape named, both where a run first learns the
+// number of classes and where it takes class gradients.
+func TestModelWhoseOutputIsNotNByClassesIsRefused(t *testing.T) {
+	m := load(t, "map_output.pt")
+	_, err := m.Classes([]string{"feat"})
+	if err == nil {
+		t.Fatal("Classes of a model with a [N,4,16,16] output: no error")
+	}
+	for _, want := range []string{"map_output.pt", "[N, classes]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Classes error %q does not say %q", err, want)
+		}
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	m.ClassGradients(s, s.FromFloat32(referenceInput(), refShape, m.Device()), "feat", 0, torch.FP32)
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "[N, classes]") {
+		t.Errorf("ClassGradients of a feature-map model: err = %v", err)
 	}
 }
