@@ -13,7 +13,7 @@ TORCH_LIBDIR = $(shell cat $(BUILD)/torch-libdir.txt 2>/dev/null)
 export CGO_LDFLAGS = -Wl,--as-needed -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
 NATIVE := $(BUILD)/lib/libcavshim.so $(BUILD)/lib/libcgotorch.so
 
-.PHONY: all setup native build test demo real-demo bench gpu-check clean
+.PHONY: all setup native build test demo real-demo bench gpu-check mutants clean
 
 all: build
 
@@ -51,6 +51,12 @@ bench: build
 
 gpu-check:
 	bash scripts/gpu-check.sh
+
+# Mutation testing: each plausible bug in scripts/mutants/mutations.txt
+# applied alone to a copy of the tree; prints which test killed it.
+# Not part of `make test` (it takes a while).
+mutants: build
+	python3 scripts/mutants/mutants.py
 
 clean:
 	rm -rf $(BUILD) bin

@@ -39,6 +39,20 @@ fi
 # Model export scripts and benchmark fixtures use Debian's PyTorch.
 have_pkg python3-torchvision || need+=(python3-torch python3-torchvision)
 
+# Test-only tools: `make test` renders the report in headless Chromium and
+# compares the CAV classifiers with scikit-learn. Without them those tests
+# skip and say why; as root they are installed (about 165 MB of downloads).
+tests=()
+have_cmd chromium || tests+=(chromium)
+have_pkg python3-sklearn || tests+=(python3-sklearn)
+if ((${#tests[@]})); then
+  if [[ $(id -u) -eq 0 ]] && have_cmd apt-get; then
+    need+=("${tests[@]}")
+  else
+    echo "setup: for the full test suite also install: ${tests[*]} (those tests skip without them)" >&2
+  fi
+fi
+
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]] && have_cmd apt-get; then
     echo "setup: installing with apt: ${need[*]}"

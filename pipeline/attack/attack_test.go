@@ -217,3 +217,62 @@ func TestMeasure(t *testing.T) {
 		t.Fatalf("%+v", s)
 	}
 }
+
+// A budget whose 8-bit rounding rounds up (4.7 levels) must still end at
+// ⌊4.7⌋ = 4 levels: the last quantization caps, not only the steps.
+func TestFinalRoundingDoesNotStepPastTheBudget(t *testing.T) {
+	m := demoModel(t)
+	defer m.Close()
+	x0 := gridImages(2, 21)
+	for i := range x0 {
+		for j := range x0[i].Pix {
+			x0[i].Pix[j] = float32(64+math.Round(float64(x0[i].Pix[j])*127)) / 255 // far from 0 and 1
+		}
+	}
+	obj := collisionTo(t, 3)
+	defer obj.Close()
+	eps := 4.7 / 255
+	res, err := Perturb(m, x0, "block3", obj, Budget{Norm: "linf", Eps: eps, Step: eps, Steps: 3}, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0.0
+	for i := range x0 {
+		for j, o := range x0[i].Pix {
+			most = math.Max(most, math.Abs(float64(res.Images[i].Pix[j])-float64(o)))
+		}
+	}
+	if levels := math.Round(most * 255); levels != 4 {
+		t.Errorf("largest change %v levels, want 4 (eps %.2f levels; sign steps of eps saturate it)", levels, eps*255)
+	}
+}
+
+// One L2 step from δ = 0 with a step shorter than eps lands at exactly the
+// step length: projection shrinks what is outside the ball and leaves what
+// is inside alone.
+func TestL2StepInsideTheBallIsNotRescaled(t *testing.T) {
+	m := demoModel(t)
+	defer m.Close()
+	x0 := gridImages(2, 22)
+	for i := range x0 {
+		for j := range x0[i].Pix {
+			x0[i].Pix[j] = 0.5 // no pixel clipped at 0 or 1
+		}
+	}
+	obj := collisionTo(t, 3)
+	defer obj.Close()
+	st := newState(x0)
+	b := Budget{Norm: "l2", Eps: 1, Step: 0.1}
+	if _, err := st.step(m, "block3", obj, b, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range st.delta {
+		sq := 0.0
+		for _, v := range d {
+			sq += float64(v) * float64(v)
+		}
+		if n := math.Sqrt(sq); math.Abs(n-b.Step) > 1e-4 {
+			t.Errorf("image %d: ‖δ‖ = %g after one step of %g inside eps %g", i, n, b.Step, b.Eps)
+		}
+	}
+}

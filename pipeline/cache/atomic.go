@@ -3,6 +3,7 @@ package cache
 import (
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
 )
@@ -10,6 +11,24 @@ import (
 // testHookBeforeRename, when set by a test, runs after the temp file is
 // complete and before it is renamed into place.
 var testHookBeforeRename func()
+
+// PauseBeforeRename is a hook for crash tests in other packages: the n-th
+// entry this process writes from now on (n >= 1) calls pause once its temp
+// file is complete and before the rename, so that a test can kill the
+// writer there and know the kill landed mid-write.
+func PauseBeforeRename(n int, pause func()) {
+	var mu sync.Mutex
+	count := 0
+	testHookBeforeRename = func() {
+		mu.Lock()
+		count++
+		hit := count == n
+		mu.Unlock()
+		if hit {
+			pause()
+		}
+	}
+}
 
 // writeFileAtomic writes data to a hidden temp file in path's directory and
 // renames it over path. A killed process leaves either the previous entry or

@@ -223,3 +223,45 @@ func TestNormalizeUsesEachChannelsOwnMeanAndStd(t *testing.T) {
 		}
 	}
 }
+
+// Resize then crop resamples once: a 96×80 image with resize 72 and crop
+// center is scaled straight to 86×72 and the middle 64×64 kept, equal to the
+// plain triangle-filter loop (no resampling to the output size on the way).
+func TestResizeAndCropResampleOnce(t *testing.T) {
+	m := demoModel(t, Input{Size: [2]int{64, 64}, Resize: 72, Crop: "center"})
+	defer m.Close()
+	const h, w, rh, rw = 96, 80, 86, 72
+	g, err := m.Input.Plan(h, w)
+	if err != nil || g.ResizeH != rh || g.ResizeW != rw {
+		t.Fatalf("plan %+v, %v; want a resize to %dx%d", g, err, rh, rw)
+	}
+	path, px := randomPNG(t, h, w, 4)
+	got, shape := pixelsOf(t, m, path)
+	if shape[2] != 64 || shape[3] != 64 {
+		t.Fatalf("shape %v, want 64x64", shape)
+	}
+	worst := 0.0
+	for c := range 3 {
+		rows := make([][]float64, h)
+		for y := range h {
+			line := make([]float64, w)
+			for x := range w {
+				line[x] = float64(px[c*h*w+y*w+x]) / 255
+			}
+			rows[y] = triangle(line, rw)
+		}
+		for x := range 64 {
+			col := make([]float64, h)
+			for y := range h {
+				col[y] = rows[y][x+g.Left]
+			}
+			full := triangle(col, rh)
+			for y := range 64 {
+				worst = math.Max(worst, math.Abs(full[y+g.Top]-float64(got[c*64*64+y*64+x])))
+			}
+		}
+	}
+	if worst > 1e-4 {
+		t.Fatalf("resized and cropped values differ from the triangle-filter loop by up to %g", worst)
+	}
+}

@@ -444,44 +444,142 @@ func TestBuildErrors(t *testing.T) {
 }
 
 // TestHTMLInChromium loads report.html in headless Chromium, offline, and
-// checks that it renders. Set CAVFORGE_KEEP_SCREENSHOT=path to keep the
-// screenshot for a look.
+// checks what a reader sees: the verdict cell of an important row is drawn
+// in the important blue, a row significant below the baseline on its tan
+// background, and a not-significant row in grey on the hatched background
+// with no important blue anywhere in its cell. The cells are located by a
+// copy of the page with a script that reports their boxes (--dump-dom); the
+// screenshot is of the report as written. Set CAVFORGE_KEEP_SCREENSHOT=path
+// to keep the screenshot for a look.
 func TestHTMLInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("chromium not installed")
+		t.Skip("chromium not installed (scripts/setup.sh installs it as root)")
 	}
 	if testing.Short() {
 		t.Skip("short mode")
 	}
 	dir := syntheticRun(t)
+	page := filepath.Join(dir, HTMLFile)
+	chrome := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--force-device-scale-factor=1",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+			"--user-data-dir=" + t.TempDir(), "--window-size=1280,2400"}
+		out, err := exec.CommandContext(ctx, chromium, append(base, args...)...).Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v", args, err)
+		}
+		return out
+	}
+
+	// Where the first table's verdict cells are, per concept.
+	probe := filepath.Join(dir, "probe.html")
+	script := `<script>
+var out = {};
+document.querySelectorAll("tr").forEach(function (tr) {
+  var td = tr.querySelector("td"), v = tr.querySelector("td.verdict");
+  if (!td || !v || out[td.textContent]) return;
+  var r = v.getBoundingClientRect();
+  out[td.textContent] = {x: r.left, y: r.top, w: r.width, h: r.height, text: v.textContent};
+});
+document.documentElement.setAttribute("data-cells", JSON.stringify(out));
+</script></body>`
+	html := string(mustRead(t, page))
+	if !strings.Contains(html, "</body>") {
+		t.Fatal("report.html has no </body>")
+	}
+	if err := os.WriteFile(probe, []byte(strings.Replace(html, "</body>", script, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := string(chrome("--dump-dom", "file://"+probe))
+	i := strings.Index(dom, `data-cells="`)
+	if i < 0 {
+		t.Fatalf("the probe script reported nothing:\n%.400s", dom)
+	}
+	raw := dom[i+len(`data-cells="`):]
+	raw = raw[:strings.Index(raw, `"`)]
+	raw = strings.NewReplacer("&quot;", `"`, "&amp;", "&", "&lt;", "<", "&gt;", ">").Replace(raw)
+	type box struct {
+		X, Y, W, H float64
+		Text       string
+	}
+	cells := map[string]box{}
+	if err := json.Unmarshal([]byte(raw), &cells); err != nil {
+		t.Fatalf("cells %q: %v", raw, err)
+	}
+
 	shot := filepath.Join(t.TempDir(), "screenshot.png")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--window-size=1280,2400", "--screenshot="+shot,
-		"file://"+filepath.Join(dir, HTMLFile))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(shot)
-	if err != nil {
-		t.Fatalf("no screenshot: %v\n%s", err, out)
-	}
+	chrome("--screenshot="+shot, "file://"+page)
+	data := mustRead(t, shot)
 	img, err := png.Decode(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("screenshot is not a PNG: %v", err)
 	}
-	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 600 {
-		t.Errorf("screenshot is %dx%d", b.Dx(), b.Dy())
-	}
 	if keep := os.Getenv("CAVFORGE_KEEP_SCREENSHOT"); keep != "" {
 		os.WriteFile(keep, data, 0o644)
-		os.WriteFile(strings.TrimSuffix(keep, ".png")+".html", mustRead(t, filepath.Join(dir, HTMLFile)), 0o644)
-		os.WriteFile(strings.TrimSuffix(keep, ".png")+"-chart.png", mustRead(t, filepath.Join(dir, PlotsDir, "tcav-zebra-inception4c.png")), 0o644)
-		os.WriteFile(strings.TrimSuffix(keep, ".png")+"-attack.png", mustRead(t, filepath.Join(dir, PlotsDir, "attack-striped-zebra-inception4c-suppress-tcav-surrogate-linf.png")), 0o644)
+		os.WriteFile(strings.TrimSuffix(keep, ".png")+".html", mustRead(t, page), 0o644)
+	}
+
+	near := func(c color.Color, hex uint32, tol int) bool {
+		r, g, b, _ := c.RGBA()
+		d := func(v uint32, w uint32) int { return int(v>>8) - int(w) }
+		dr, dg, db := d(r, hex>>16&0xff), d(g, hex>>8&0xff), d(b, hex&0xff)
+		return dr*dr+dg*dg+db*db <= tol*tol
+	}
+	// count of pixels in the cell's box near a colour.
+	count := func(c box, hex uint32, tol int) (n, total int) {
+		for y := int(c.Y) + 2; y < int(c.Y+c.H)-2; y++ {
+			for x := int(c.X) + 2; x < int(c.X+c.W)-2; x++ {
+				total++
+				if near(img.At(x, y), hex, tol) {
+					n++
+				}
+			}
+		}
+		return n, total
+	}
+	const blue, tan, hatchLight, hatchDark = 0x1f5fa8, 0xfaf3e6, 0xfafafa, 0xf0f0f0
+	for concept, want := range map[string]string{"striped": "important", "dotted": "below", "zigzagged": "not significant"} {
+		c, ok := cells[concept]
+		if !ok {
+			t.Errorf("no table row for %s in the rendered page", concept)
+			continue
+		}
+		if c.W < 10 || c.H < 5 || c.Y+c.H > float64(img.Bounds().Dy()) || c.X+c.W > float64(img.Bounds().Dx()) {
+			t.Errorf("%s verdict cell at %+v is not inside the %v screenshot", concept, c, img.Bounds())
+			continue
+		}
+		if !strings.Contains(c.Text, want) {
+			t.Errorf("%s verdict reads %q, want it to say %q", concept, c.Text, want)
+		}
+		blueN, total := count(c, blue, 40)
+		tanN, _ := count(c, tan, 3)
+		hatchN, _ := count(c, hatchLight, 2)
+		darkN, _ := count(c, hatchDark, 2)
+		t.Logf("%s: %d px, blue %d, tan %d, hatch %d+%d", concept, total, blueN, tanN, hatchN, darkN)
+		switch concept {
+		case "striped":
+			if blueN < 15 {
+				t.Errorf("important verdict of %s has %d important-blue pixels; it is not drawn as important", concept, blueN)
+			}
+		case "dotted":
+			if tanN < total/3 {
+				t.Errorf("below-baseline row %s: %d of %d pixels on the tan background", concept, tanN, total)
+			}
+			if blueN > 0 {
+				t.Errorf("below-baseline row %s has %d important-blue pixels", concept, blueN)
+			}
+		case "zigzagged":
+			if blueN > 0 {
+				t.Errorf("not-significant row %s has %d important-blue pixels: drawn as important", concept, blueN)
+			}
+			if hatchN < total/10 || darkN < total/20 {
+				t.Errorf("not-significant row %s: hatched background %d+%d of %d pixels", concept, hatchN, darkN, total)
+			}
+		}
 	}
 }
 
@@ -548,5 +646,59 @@ func TestCalibratedSectionShowsNullAndMeaning(t *testing.T) {
 	bad.Significant = true
 	if err := (&Results{TCAV: []TCAVEntry{bad}}).Validate(); err == nil {
 		t.Error("a significant entry with a resolution passes Validate")
+	}
+}
+
+// Only a significant-above bar is drawn in the important blue: making the
+// not-significant (or the below-baseline) concept important adds a whole
+// bar of blue to the same chart, so it had none before. (The legend's
+// swatch is in both.)
+func TestNonSignificantBarIsNotDrawnAsImportant(t *testing.T) {
+	r := synthetic(t).normalized()
+	blueIn := func(entries []TCAVEntry) int {
+		t.Helper()
+		data, err := TCAVChart("zebra", "inception4c", entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := decodePNG(t, data)
+		n := 0
+		b := img.Bounds()
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == colImportant {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	entries := slices.Clone(r.TCAV[:3])
+	base := blueIn(entries)
+	// The blue of the striped bar: what drawing it below the baseline
+	// removes. Bars have one width, so a bar's blue is proportional to its
+	// mean.
+	si := slices.IndexFunc(entries, func(e TCAVEntry) bool { return e.Concept == "striped" })
+	below := slices.Clone(entries)
+	below[si].Direction = stats.Below
+	perMean := float64(base-blueIn(below)) / entries[si].Mean
+	if perMean < 10000 {
+		t.Fatalf("the important striped bar has %.0f blue pixels per unit of mean", perMean)
+	}
+	for i, e := range entries {
+		if i == si {
+			continue
+		}
+		want := map[string]bool{"zigzagged": false, "dotted": true}[e.Concept]
+		if e.Significant != want || (want && e.Direction != stats.Below) {
+			t.Fatalf("fixture: %s is significant=%v %s", e.Concept, e.Significant, e.Direction)
+		}
+		alt := slices.Clone(entries)
+		alt[i].Significant, alt[i].Direction = true, stats.Above
+		added, bar := float64(blueIn(alt)-base), perMean*e.Mean
+		t.Logf("%s: drawn as important adds %.0f blue pixels; a whole bar is %.0f", e.Concept, added, bar)
+		if added < 0.8*bar {
+			t.Errorf("%s: drawing it as important adds %.0f blue pixels, a whole bar %.0f: it was partly drawn in the important colour already", e.Concept, added, bar)
+		}
 	}
 }

@@ -36,6 +36,9 @@ import (
 const (
 	childConfigEnv = "CAVFORGE_CRASH_CHILD_CONFIG"
 	childOutEnv    = "CAVFORGE_CRASH_CHILD_OUT"
+	// childPauseEnv=N: the child stops before renaming its N-th cache
+	// entry into place and prints "paused" (cache.PauseBeforeRename).
+	childPauseEnv = "CAVFORGE_CRASH_CHILD_PAUSE"
 )
 
 var crashDemo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
@@ -55,6 +58,12 @@ func TestCrashChild(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(os.Stdout)
 	log.SetFormatter(&logrus.TextFormatter{DisableColors: true, DisableTimestamp: true})
+	if n, err := strconv.Atoi(os.Getenv(childPauseEnv)); err == nil {
+		cache.PauseBeforeRename(n, func() {
+			fmt.Println("paused")
+			select {} // until killed
+		})
+	}
 	fmt.Println("ready")
 	if _, err := run.Run(cfg, run.Options{Out: os.Getenv(childOutEnv), Log: log}); err != nil {
 		t.Fatal(err)
@@ -413,4 +422,83 @@ func TestConcurrentRunsShareOneCache(t *testing.T) {
 		t.Errorf("%d temp files left by runs that finished", temps)
 	}
 	t.Logf("%d runs at once (seeds %v) on one cache: all correct; %d intact entries", len(seeds), seeds, entries)
+}
+
+// A kill that certainly lands mid-write: the child stops with a complete
+// temp file of its N-th cache entry not yet renamed into place, and is
+// killed there. The temp file is in the cache and no entry under its name;
+// the next run gives the uninterrupted results and removes the temp file.
+func TestKillNineMidWriteLeavesOnlyATempFileThatTheNextRunRemoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills processes")
+	}
+	want := reference(t, 3)
+	for _, n := range []int{1, 4} {
+		dir := t.TempDir()
+		cacheDir, out := filepath.Join(dir, "cache"), filepath.Join(dir, "run")
+		cfgPath := crashConfig(t, cacheDir, 3)
+		t.Setenv(childPauseEnv, strconv.Itoa(n))
+		c := startChild(t, cfgPath, out)
+		c.waitReady(t)
+		deadline := time.Now().Add(2 * time.Minute)
+		for !c.saw("paused") {
+			select {
+			case err := <-c.done:
+				t.Fatalf("entry %d: the child ended without pausing: %v", n, err)
+			case <-time.After(5 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("entry %d: the child did not pause within 2 minutes", n)
+			}
+		}
+		temps := tempFiles(t, cacheDir)
+		if len(temps) != 1 {
+			t.Fatalf("entry %d: %d temp files in the cache while the writer is paused, want 1: %v", n, len(temps), temps)
+		}
+		c.cmd.Process.Kill() // SIGKILL, mid-write
+		<-c.done
+		if _, err := os.Stat(temps[0]); err != nil {
+			t.Fatalf("entry %d: the temp file is gone after SIGKILL: %v", n, err)
+		}
+		entries, stray := checkCache(t, cacheDir)
+		if entries < n-1 || stray != 1 {
+			t.Errorf("entry %d: after the kill, %d intact entries and %d temp files, want at least %d and 1", n, entries, stray, n-1)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("entry %d: a run directory exists after a kill mid-run", n)
+		}
+		t.Setenv(childPauseEnv, "")
+		again := filepath.Join(dir, "again")
+		runInProcess(t, cfgPath, again)
+		if got, err := os.ReadFile(filepath.Join(again, "results.json")); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("entry %d: the rerun's results.json differs from an uninterrupted run's", n)
+		}
+		if left := tempFiles(t, cacheDir); len(left) != 0 {
+			t.Errorf("entry %d: the next run left the killed writer's temp file: %v", n, left)
+		}
+	}
+}
+
+func (c *child) saw(line string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// tempFiles lists the hidden temp files under the cache directory.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), ".tmp-") {
+			found = append(found, p)
+		}
+		return nil
+	})
+	return found
 }

@@ -2,6 +2,7 @@ package run
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -100,12 +101,47 @@ tcav:
 func plantedKnownAnswers(t *testing.T, test string, randoms int) {
 	cfg := plantedConfig(t, randoms, "tcav.significance.test="+test)
 	res, _ := mustRun(t, cfg, filepath.Join(t.TempDir(), "run"))
+	// 2 concepts × 2 targets × 1 layer, each scored against every random set.
+	if len(res.TCAV) != 4 {
+		t.Fatalf("%d TCAV entries, want 4 (2 concepts × 2 targets)", len(res.TCAV))
+	}
+	seen := map[string]bool{}
 	for _, e := range res.TCAV {
-		t.Logf("%s → %s: mean %.2f, p %.2g, %s, significant %v", e.Concept, e.Target, e.Mean, e.PValue, e.Direction, e.Significant)
+		seen[e.Concept+"→"+e.Target] = true
+		if len(e.Scores) != randoms || len(e.Magnitudes) != randoms || len(e.CAVAccuracy) != randoms || len(e.RandomSets) != randoms {
+			t.Errorf("%s → %s: %d scores, %d magnitudes, %d accuracies, %d random sets; want %d each",
+				e.Concept, e.Target, len(e.Scores), len(e.Magnitudes), len(e.CAVAccuracy), len(e.RandomSets), randoms)
+		}
+		// Both tints shift one channel's mean by 0.3 over 256 pixels: the
+		// CAVs separate the sets on held-out rows (16 images a set, so a
+		// few fits land on an unlucky split; none is worse than chance).
+		meanAcc := 0.0
+		for i, a := range e.CAVAccuracy {
+			meanAcc += a / float64(len(e.CAVAccuracy))
+			if a < 0.5 {
+				t.Errorf("%s vs %s: CAV held-out accuracy %g, below chance", e.Concept, e.RandomSets[i], a)
+			}
+		}
+		if meanAcc < 0.85 {
+			t.Errorf("%s → %s: mean CAV held-out accuracy %.3f, want ≥ 0.85 for a planted tint", e.Concept, e.Target, meanAcc)
+		}
+		// By hand: ∇_feat h is 2/256 (class 0) or 3/256 (class 1) on the 256
+		// positions of one feature and 0 elsewhere, so |S| = |∇h·v| ≤ ‖∇h‖ =
+		// 2/16 or 3/16 for a unit CAV v; a related concept's CAV has a
+		// positive part along that feature, so its S > 0 against every set.
+		bound := map[string]float64{"0": 2.0 / 16, "1": 3.0 / 16}[e.Target]
+		related := (e.Concept == "reddish") == (e.Target == "0")
+		for i, m := range e.Magnitudes {
+			if math.Abs(m) > bound+1e-6 || (related && !(m > 0)) {
+				t.Errorf("%s → %s vs %s: magnitude %g, want in %s", e.Concept, e.Target, e.RandomSets[i], m,
+					map[bool]string{true: fmt.Sprintf("(0, %g]", bound), false: fmt.Sprintf("[-%g, %g]", bound, bound)}[related])
+			}
+		}
+		t.Logf("%s → %s: mean %.2f, p %.2g, %s, significant %v; magnitudes %.4f…", e.Concept, e.Target, e.Mean, e.PValue, e.Direction, e.Significant, e.Magnitudes[:min(3, len(e.Magnitudes))])
 		if string(e.Test) != test || e.Resolution != "" {
 			t.Errorf("%s → %s decided by %q (resolution %q), want %s", e.Concept, e.Target, e.Test, e.Resolution, test)
 		}
-		related := (e.Concept == "reddish") == (e.Target == "0")
+		related = (e.Concept == "reddish") == (e.Target == "0")
 		if related {
 			for i, s := range e.Scores {
 				if s != 1 {
@@ -117,6 +153,11 @@ func plantedKnownAnswers(t *testing.T, test string, randoms int) {
 			}
 		} else if e.Significant && e.Direction == "above" {
 			t.Errorf("%s → %s called important", e.Concept, e.Target)
+		}
+	}
+	for _, k := range []string{"reddish→0", "reddish→1", "bluish→0", "bluish→1"} {
+		if !seen[k] {
+			t.Errorf("no entry for %s", k)
 		}
 	}
 }

@@ -3,7 +3,7 @@
 to a copy of the tree; the tests that should catch it run there, and the
 table says which test killed it or that it SURVIVED.
 
-  python3 scripts/mutants/mutants.py [--only NAME] [--list]
+  python3 scripts/mutants/mutants.py [--only NAME] [--from N] [--list]
 
 Mutations live in scripts/mutants/mutations.txt, one block each:
   name:    what the bug is
@@ -12,8 +12,9 @@ Mutations live in scripts/mutants/mutations.txt, one block each:
   replace: what it becomes
   test:    go test arguments (package and -run pattern)
 separated by blank lines. The copy links against the native libraries
-in build/ (run `make build` first). Exit status 1 if any mutation survives
-or no longer applies.
+in build/ (run `make build` first); a mutation of cgo/native/ rebuilds
+libcavshim in the copy (cmake, through ccache) and links against that.
+Exit status 1 if any mutation survives, no longer applies or does not build.
 """
 import argparse
 import os
@@ -49,12 +50,31 @@ def mutations(path):
     return blocks
 
 
+def native(tree, work, env, ldflags):
+    """Rebuilds libcavshim from the mutated copy into work/native/lib; the
+    unchanged libcgotorch still comes from build/lib."""
+    out = os.path.join(work, "native")
+    gotorch = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "github.com/wangkuiyi/gotorch"],
+                             cwd=tree, env=env, stdout=subprocess.PIPE, text=True).stdout.strip()
+    for cmd in (["cmake", "-S", tree, "-B", out, "-DGOTORCH_DIR=" + gotorch],
+                ["cmake", "--build", out, "-j%d" % (os.cpu_count() or 1), "--target", "cavshim"]):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            sys.stderr.write(p.stdout[-3000:])
+            return False, env
+    menv = dict(env)
+    menv["CGO_LDFLAGS"] = ldflags([os.path.join(out, "lib")])
+    return True, menv
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", help="run the mutations whose name contains this")
+    ap.add_argument("--from", dest="start", type=int, default=1, help="start at the N-th mutation (1-based)")
     ap.add_argument("--list", action="store_true")
     a = ap.parse_args()
     ms = mutations(os.path.join(ROOT, "scripts", "mutants", "mutations.txt"))
+    ms = ms[a.start - 1:]
     if a.only:
         ms = [m for m in ms if a.only in m["name"]]
     if a.list:
@@ -64,7 +84,8 @@ def main():
     lib = os.path.join(ROOT, "build", "lib")
     torch_lib = open(os.path.join(ROOT, "build", "torch-libdir.txt")).read().strip()
     env = dict(os.environ)
-    env["CGO_LDFLAGS"] = "-Wl,--as-needed -L%s -Wl,-rpath,%s -L%s -Wl,-rpath,%s" % (lib, lib, torch_lib, torch_lib)
+    ldflags = lambda first: " ".join(["-Wl,--as-needed"] + ["-L%s -Wl,-rpath,%s" % (d, d) for d in first + [lib, torch_lib]])
+    env["CGO_LDFLAGS"] = ldflags([])
     work = tempfile.mkdtemp(prefix="cavforge-mutants-")
     tree = os.path.join(work, "tree")
     shutil.copytree(ROOT, tree, symlinks=True,
@@ -81,7 +102,16 @@ def main():
                 continue
             open(path, "w", encoding="utf-8").write(orig.replace(m["find"], m["replace"]))
             t = time.time()
-            p = subprocess.run(["go", "test", "-count=1"] + m["test"].split(), cwd=tree, env=env,
+            menv = env
+            if m["file"].startswith("cgo/native/"):
+                built, menv = native(tree, work, env, ldflags)
+                if not built:
+                    open(path, "w", encoding="utf-8").write(orig)
+                    rows.append((m["name"], "DOES NOT BUILD (native)", time.time() - t))
+                    print("%-52s %-60s %5.0fs" % rows[-1], flush=True)
+                    bad += 1
+                    continue
+            p = subprocess.run(["go", "test", "-count=1"] + m["test"].split(), cwd=tree, env=menv,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             open(path, "w", encoding="utf-8").write(orig)
             secs = time.time() - t
