@@ -73,9 +73,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 	}
 	defer obj.Close()
 
-	settings := e.cavSettings()
-	other := settings
-	other.Classifier = map[string]string{"sgd-hinge": "logistic", "logistic": "sgd-hinge", "mean-diff": "sgd-hinge"}[settings.Classifier]
+	settings, other := e.method, e.transfer
 	before, err := e.judge(a, clean, judgeActs, grads, settings)
 	if err != nil {
 		return err
@@ -175,7 +173,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		if err != nil {
 			return err
 		}
-		e.release(acts[a.Layer]) // each budget's set is judged once
+		e.fitter.Release(acts[a.Layer]) // each budget's set is judged once
 		afterAlt, err := altJudge(poisoned)
 		if err != nil {
 			return err
@@ -194,7 +192,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 		e.log.WithField("attack", name).Infof("score %.3f → %.3f (p %.2g → %.2g), PSNR %.1f dB, %d/%d predictions changed; "+
 			"transfer: %s %.3f → %.3f, %s %.3f → %.3f, JPEG q%d %.3f → %.3f",
 			before.Mean, after.Mean, before.PValue, after.PValue, size.PSNRMean, changed, len(advPred),
-			other.Classifier, beforeOther.Mean, afterOther.Mean, altDesc, beforeAlt.Mean, afterAlt.Mean,
+			other.Name, beforeOther.Mean, afterOther.Mean, altDesc, beforeAlt.Mean, afterAlt.Mean,
 			jpegQuality, beforeJPEG.Mean, afterJPEG.Mean)
 		e.results.Attack = append(e.results.Attack, report.AttackEntry{
 			Concept: a.Concept, Target: a.Target, Layer: a.Layer, Goal: a.Goal, Objective: a.Objective,
@@ -209,7 +207,7 @@ func (e *experiment) attack(runDir string, a config.Attack) error {
 			AlignmentWeight:   a.Adaptive.AlignmentWeight,
 			Images:            rel + "/",
 			Transfer: []report.Transfer{
-				{Kind: "classifier", Setting: other.Classifier, Before: beforeOther, After: afterOther},
+				{Kind: "classifier", Setting: other.Name, Before: beforeOther, After: afterOther},
 				{Kind: "preprocessing", Setting: altDesc, Before: beforeAlt, After: afterAlt},
 				{Kind: "jpeg", Setting: fmt.Sprintf("quality %d", jpegQuality), Before: beforeJPEG, After: afterJPEG},
 			},
@@ -259,14 +257,14 @@ func (e *experiment) transferJudge(a config.Attack, in model.Input, judge []stri
 		if err != nil {
 			return report.AttackScore{}, err
 		}
-		defer e.release(m[a.Layer])
-		return e.judge(a, m[a.Layer], randoms, grads, e.cavSettings())
+		defer e.fitter.Release(m[a.Layer])
+		return e.judge(a, m[a.Layer], randoms, grads, e.method)
 	}, nil
 }
 
 // judgeJPEG re-encodes set's files as JPEG and judges them.
 func (e *experiment) judgeJPEG(a config.Attack, set activations.Set, randoms []*activations.Activations,
-	grads *activations.Activations, st cav.Settings) (report.AttackScore, error) {
+	grads *activations.Activations, st cav.Method) (report.AttackScore, error) {
 	dir, err := os.MkdirTemp(e.dir, ".jpeg-")
 	if err != nil {
 		return report.AttackScore{}, err
@@ -284,7 +282,7 @@ func (e *experiment) judgeJPEG(a config.Attack, set activations.Set, randoms []*
 	if err != nil {
 		return report.AttackScore{}, err
 	}
-	defer e.release(m[a.Layer])
+	defer e.fitter.Release(m[a.Layer])
 	return e.judge(a, m[a.Layer], randoms, grads, st)
 }
 
@@ -292,11 +290,6 @@ func (e *experiment) judgeJPEG(a config.Attack, set activations.Set, randoms []*
 func attackDir(a config.Attack, eps float64) string {
 	return filepath.ToSlash(filepath.Join("attack", fmt.Sprintf("%s-%s-%s-eps%s",
 		a.Concept, a.Target, a.Layer, strconv.FormatFloat(eps, 'g', -1, 64))))
-}
-
-func (e *experiment) cavSettings() cav.Settings {
-	c := e.cfg.TCAV.CAV
-	return cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction}
 }
 
 // objective builds the attack's loss from what it may see: the class
@@ -323,11 +316,11 @@ func (e *experiment) objective(a config.Attack, grads *activations.Activations, 
 // judge scores a concept's activations against the held-out random sets
 // with the given classifier, as the TCAV stage would.
 func (e *experiment) judge(a config.Attack, concept *activations.Activations, randoms []*activations.Activations,
-	grads *activations.Activations, st cav.Settings) (report.AttackScore, error) {
+	grads *activations.Activations, st cav.Method) (report.AttackScore, error) {
 	// Corrected as the TCAV stage corrects the same concept, so that the
 	// "before" verdict is the one the TCAV table shows.
 	sig := e.significance(len(e.cfg.TCAV.Concepts))
-	l, err := e.layerCAVs([]*activations.Activations{concept}, randoms, st, sig)
+	l, err := tcav.FitLayer(e.fitter, []*activations.Activations{concept}, randoms, st, sig)
 	if err != nil {
 		return report.AttackScore{}, err
 	}

@@ -222,7 +222,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 			return nil, err
 		}
 	}
-	st := e.cavSettings()
+	st := e.method
 	out := map[[2]string]setAudit{}
 	for _, l := range layers {
 		orig := acts[0][l]
@@ -233,7 +233,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 		cavs := make([][]*cav.CAV, len(views))
 		for v := range views {
 			for _, r := range randoms {
-				c, err := e.fitCAV(acts[v][l], r, st)
+				c, err := e.fitter.Fit(acts[v][l], r, st)
 				if err != nil {
 					return nil, err
 				}
@@ -322,7 +322,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 	}
 	for v := range views {
 		for _, l := range layers {
-			e.release(acts[v][l])
+			e.fitter.Release(acts[v][l])
 		}
 	}
 	return out, nil

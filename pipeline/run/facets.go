@@ -169,7 +169,7 @@ func (e *experiment) facetDirections(concept activations.Set, layers []string) (
 			return nil, err
 		}
 		for _, l := range layers {
-			c, err := e.fitCAV(acts[l], racts[l], e.cavSettings())
+			c, err := e.fitter.Fit(acts[l], racts[l], e.method)
 			if err != nil {
 				return nil, err
 			}

@@ -99,8 +99,10 @@ type experiment struct {
 	extractors []*activations.Extractor
 	cast       torch.Autocast
 	cache      cache.Cache
-	onDevice   map[string]*cav.Examples // activations uploaded for CAV fitting
-	freshCAVs  map[string]bool          // CAV cache keys written by this run
+	fitter     *cav.Fitter // every CAV of the run, and the sets it uploaded
+	method     cav.Method  // tcav.cav
+	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
+	transfer cav.Method
 	manifest   Manifest
 	results    report.Results
 }
@@ -209,6 +211,9 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err := e.run(); err != nil {
 		return "", err
 	}
+	if e.fitter != nil {
+		e.manifest.CacheHits += e.fitter.Hits
+	}
 	if e.extract != nil {
 		e.manifest.CacheHits += e.extract.Hits
 		e.manifest.ActivationPass = e.extract.Choice
@@ -309,8 +314,8 @@ func (e *experiment) run() error {
 		for _, ex := range e.extractors {
 			ex.Close()
 		}
-		for _, x := range e.onDevice {
-			x.Close()
+		if e.fitter != nil {
+			e.fitter.Close()
 		}
 		if e.model != nil {
 			e.model.Close()
@@ -425,6 +430,16 @@ func (e *experiment) loadModel() error {
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
 	e.cast = cast
 	e.extract = e.extractorFor(m.Input)
+	c := cfg.TCAV.CAV
+	st := cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction}
+	if e.method, err = st.Method(); err != nil {
+		return err
+	}
+	st.Classifier = c.TransferClassifier
+	if e.transfer, err = st.Method(); err != nil {
+		return err
+	}
+	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
 	return nil
 }
 
