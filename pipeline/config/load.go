@@ -105,7 +105,7 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 		}
 	}
 	c := Default()
-	c.TCAV.ClassSets = nil // only the file's own entries before derive
+	c.TCAV.ClassSets = nil             // only the file's own entries before derive
 	c.TCAV.CAV.TransferClassifier = "" // derived from the file's classifier unless given
 	if err := d.decode(root, reflect.ValueOf(c).Elem(), ""); err != nil {
 		return nil, err

@@ -103,8 +103,8 @@ type experiment struct {
 	method     cav.Method  // tcav.cav
 	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
 	transfer cav.Method
-	manifest   Manifest
-	results    report.Results
+	manifest Manifest
+	results  report.Results
 }
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
