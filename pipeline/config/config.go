@@ -121,6 +121,13 @@ type TCAV struct {
 	Layers       []string     `yaml:"layers"`
 	CAV          CAV          `yaml:"cav"`
 	Significance Significance `yaml:"significance"`
+	// CAVsFrom is an earlier run directory whose cavs/ (every CAV that run
+	// fitted, see cavs/index.json) the TCAV stage scores with instead of
+	// fitting: the CAVs of these concepts against these random sets at
+	// these layers, by tcav.cav.classifier. They must be of this model file
+	// and of its layers' shapes. This stage then reads no concept or random
+	// images. Default: "" (fit them).
+	CAVsFrom string `yaml:"cavs_from,omitempty"`
 }
 
 // RandomSets names the random image folders. In YAML it is either

@@ -112,7 +112,7 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 	}
 	c.dir = dir
 	c.batchSizeSet = hasKey(root, "data", "batch_size")
-	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root}
+	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root, &c.TCAV.CAVsFrom}
 	for i := range c.Facets {
 		paths = append(paths, &c.Facets[i].PoisonedFrom)
 	}

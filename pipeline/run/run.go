@@ -103,6 +103,7 @@ type experiment struct {
 	method     cav.Method  // tcav.cav
 	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
 	transfer cav.Method
+	stored   *cav.Store // tcav.cavs_from's CAVs, or nil
 	manifest Manifest
 	results  report.Results
 }
@@ -218,6 +219,11 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 		e.manifest.CacheHits += e.extract.Hits
 		e.manifest.ActivationPass = e.extract.Choice
 		e.manifest.GradientPass = e.extract.GradChoice
+	}
+	if err := e.timed("write CAVs", func() error {
+		return cav.Save(tmp, e.fitter.Fitted, e.manifest.ModelHash, e.manifest.ImageLists)
+	}); err != nil {
+		return "", err
 	}
 	e.manifest.End = time.Now().UTC()
 	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
@@ -440,6 +446,12 @@ func (e *experiment) loadModel() error {
 		return err
 	}
 	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
+	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
+		if e.stored, err = cav.Open(from, hash); err != nil {
+			return fmt.Errorf("tcav.cavs_from: %w", err)
+		}
+		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(e.stored.Index.CAVs), e.stored.Dir)
+	}
 	return nil
 }
 
@@ -496,7 +508,15 @@ func (e *experiment) layers() []string {
 // listImages chooses every set's images and hashes the lists.
 func (e *experiment) listImages() error {
 	cfg := e.cfg
-	names := append(append([]string(nil), cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...)
+	// Stored CAVs need no concept or random images; other stages may.
+	var names []string
+	if cfg.TCAV.CAVsFrom == "" {
+		names = append(names, cfg.TCAV.Concepts...)
+	}
+	randoms := cfg.TCAV.CAVsFrom == "" || len(cfg.Attack) > 0 || len(cfg.Facets) > 0 || cfg.Audit.Enabled
+	if randoms {
+		names = append(names, cfg.TCAV.Random.Sets...)
+	}
 	for _, t := range e.targets() {
 		names = append(names, e.classSet(t))
 	}
@@ -509,8 +529,10 @@ func (e *experiment) listImages() error {
 	for _, f := range cfg.Facets {
 		names = append(names, f.Facet)
 	}
-	if err := e.drawRandomSets(); err != nil {
-		return err
+	if randoms {
+		if err := e.drawRandomSets(); err != nil {
+			return err
+		}
 	}
 	if cfg.Audit.Enabled {
 		names = append(names, cfg.Audit.Concepts...)

@@ -22,6 +22,47 @@ func (e *experiment) tcav() error {
 	if len(cfg.Targets) == 0 {
 		return nil
 	}
+	sig := e.significance(len(cfg.Concepts))
+	e.warnResolution(sig, len(cfg.Random.Sets), len(cfg.Concepts), "tcav")
+	layers := map[string]*tcav.Layer{}
+	if e.stored == nil {
+		if err := e.fitLayers(layers, sig); err != nil {
+			return err
+		}
+	}
+	return e.timed("score", func() error {
+		for _, target := range cfg.Targets {
+			class, err := e.classIndex(target)
+			if err != nil {
+				return err
+			}
+			for _, l := range cfg.Layers {
+				g, err := e.extract.ClassGradients(e.sets[e.classSet(target)], l, class)
+				if err != nil {
+					return err
+				}
+				if layers[l] == nil { // tcav.cavs_from: the layer's shape is the gradients'
+					if layers[l], err = tcav.StoredLayer(e.stored, cfg.Concepts, cfg.Random.Sets, l, e.method.Name, g.Shape, sig); err != nil {
+						return fmt.Errorf("tcav.cavs_from: %w", err)
+					}
+				}
+				tl := *layers[l]
+				tl.Target, tl.Grads = target, g
+				entries, err := tcav.Entries(e.device, tl, sig)
+				if err != nil {
+					return err
+				}
+				e.results.TCAV = append(e.results.TCAV, entries...)
+			}
+		}
+		return nil
+	})
+}
+
+// fitLayers extracts the activations of every concept and random set, then
+// fits each layer's CAVs into layers.
+func (e *experiment) fitLayers(layers map[string]*tcav.Layer, sig tcav.Significance) error {
+	cfg := e.cfg.TCAV
 	acts := map[string]map[string]*activations.Activations{} // set → layer → values
 	err := e.timed("extract activations", func() error {
 		names := append(append([]string(nil), cfg.Concepts...), cfg.Random.Sets...)
@@ -40,10 +81,7 @@ func (e *experiment) tcav() error {
 	if err != nil {
 		return err
 	}
-	sig := e.significance(len(cfg.Concepts))
-	e.warnResolution(sig, len(cfg.Random.Sets), len(cfg.Concepts), "tcav")
-	layers := map[string]*tcav.Layer{}
-	err = e.timed("fit CAVs", func() error {
+	return e.timed("fit CAVs", func() error {
 		for _, l := range cfg.Layers {
 			concepts := make([]*activations.Activations, len(cfg.Concepts))
 			for i, c := range cfg.Concepts {
@@ -58,31 +96,6 @@ func (e *experiment) tcav() error {
 				return err
 			}
 			layers[l] = tl
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return e.timed("score", func() error {
-		for _, target := range cfg.Targets {
-			class, err := e.classIndex(target)
-			if err != nil {
-				return err
-			}
-			for _, l := range cfg.Layers {
-				g, err := e.extract.ClassGradients(e.sets[e.classSet(target)], l, class)
-				if err != nil {
-					return err
-				}
-				tl := *layers[l]
-				tl.Target, tl.Grads = target, g
-				entries, err := tcav.Entries(e.device, tl, sig)
-				if err != nil {
-					return err
-				}
-				e.results.TCAV = append(e.results.TCAV, entries...)
-			}
 		}
 		return nil
 	})

@@ -99,7 +99,11 @@ func (e *experiment) checkSplits() error {
 		names = append(names, f.Facet)
 	}
 	for _, name := range names {
-		n := len(e.sets[name].Files)
+		set, listed := e.sets[name]
+		if !listed { // not read: tcav.cavs_from
+			continue
+		}
+		n := len(set.Files)
 		if test := int(math.Round(tf * float64(n))); test < 1 || n-test < 1 {
 			need := 2
 			for t := int(math.Round(tf * float64(need))); t < 1 || need-t < 1; t = int(math.Round(tf * float64(need))) {

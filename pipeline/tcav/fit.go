@@ -11,39 +11,79 @@ import (
 // (random i against random i+1), and for the calibrated test the other
 // pairs of its design. The result has no Target or Grads yet.
 func FitLayer(f *cav.Fitter, concepts, randoms []*activations.Activations, m cav.Method, sig Significance) (*Layer, error) {
-	tl := &Layer{CAVs: map[string][]*cav.CAV{}}
+	sets := append(append([]*activations.Activations(nil), randoms...), concepts...)
+	names := make([]string, len(sets))
+	for i, s := range sets {
+		names[i] = s.Set
+	}
+	layer := ""
 	if len(randoms) > 0 {
-		tl.Layer = randoms[0].Layer
+		layer = randoms[0].Layer
 	}
-	for _, r := range randoms {
-		tl.Randoms = append(tl.Randoms, r.Set)
+	return layerOf(names[len(randoms):], names[:len(randoms)], layer, sig, func(pairs [][2]int) ([]*cav.CAV, error) {
+		ps := make([]cav.Pair, len(pairs))
+		for i, p := range pairs {
+			ps[i] = cav.Pair{Concept: sets[p[0]], Random: sets[p[1]]}
+		}
+		// One batch, so that the fits run side by side.
+		return f.FitAll(ps, m)
+	})
+}
+
+// StoredLayer is FitLayer with the CAVs read from a run's cavs/ instead of
+// fitted: those of the named sets, by classifier, of the given shape.
+func StoredLayer(s *cav.Store, concepts, randoms []string, layer, classifier string, shape []int64, sig Significance) (*Layer, error) {
+	names := append(append([]string(nil), randoms...), concepts...)
+	return layerOf(concepts, randoms, layer, sig, func(pairs [][2]int) ([]*cav.CAV, error) {
+		out := make([]*cav.CAV, len(pairs))
+		for i, p := range pairs {
+			c, err := s.Find(names[p[0]], names[p[1]], layer, classifier, shape)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return out, nil
+	})
+}
+
+// layerOf asks cavs for the pairs a Layer needs, as indices into randoms
+// followed by concepts: the baseline first, then each concept against
+// every random set, then the calibrated design's other pairs.
+func layerOf(concepts, randoms []string, layer string, sig Significance, cavs func([][2]int) ([]*cav.CAV, error)) (*Layer, error) {
+	r := len(randoms)
+	tl := &Layer{Layer: layer, CAVs: map[string][]*cav.CAV{}}
+	tl.Randoms = append(tl.Randoms, randoms...)
+	tl.Concepts = append(tl.Concepts, concepts...)
+	var pairs [][2]int
+	for i := range randoms {
+		pairs = append(pairs, [2]int{i, (i + 1) % r})
 	}
-	for _, c := range concepts {
-		tl.Concepts = append(tl.Concepts, c.Set)
+	for c := range concepts {
+		for i := range randoms {
+			pairs = append(pairs, [2]int{r + c, i})
+		}
 	}
-	// One batch, so that the fits run side by side; baseline first.
-	pairs := append(cav.Baseline(randoms), cav.Against(concepts, randoms)...)
 	var null [][2]int
 	if sig.Method == stats.Calibrated {
 		baseline := map[[2]int]bool{}
 		for i := range randoms {
-			baseline[[2]int{i, (i + 1) % len(randoms)}] = true
+			baseline[[2]int{i, (i + 1) % r}] = true
 		}
-		for _, p := range NewDesign(len(randoms), sig.Negatives).Pairs() {
+		for _, p := range NewDesign(r, sig.Negatives).Pairs() {
 			if !baseline[p] {
 				null = append(null, p)
-				pairs = append(pairs, cav.Pair{Concept: randoms[p[0]], Random: randoms[p[1]]})
+				pairs = append(pairs, p)
 			}
 		}
 	}
-	cs, err := f.FitAll(pairs, m)
+	cs, err := cavs(pairs)
 	if err != nil {
 		return nil, err
 	}
-	r := len(randoms)
 	tl.Baseline = cs[:r]
 	for i, c := range concepts {
-		tl.CAVs[c.Set] = cs[r+i*r : r+(i+1)*r]
+		tl.CAVs[c] = cs[r+i*r : r+(i+1)*r]
 	}
 	if sig.Method == stats.Calibrated {
 		tl.Null = map[[2]int]*cav.CAV{}
