@@ -408,7 +408,7 @@ func (e *experiment) loadModel() error {
 	if err := m.CheckLayers(e.layers()); err != nil {
 		return err
 	}
-	if e.classes, err = m.Classes(e.layers()); err != nil {
+	if e.classes, err = m.Prepare(e.layers()); err != nil {
 		return err
 	}
 	if cfg.Model.Labels != "" {

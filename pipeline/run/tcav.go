@@ -13,92 +13,45 @@ import (
 	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
-// tcav runs the TCAV experiment of the config: activations of every concept
-// and random set, class gradients once per (target, layer), CAVs of every
-// concept against every random set plus the random-vs-random baseline, then
-// scores and significance.
+// tcav runs the TCAV stage over the sets of tcav.*.
 func (e *experiment) tcav() error {
-	cfg := e.cfg.TCAV
-	if len(cfg.Targets) == 0 {
+	if len(e.cfg.TCAV.Targets) == 0 {
 		return nil
 	}
-	sig := e.significance(len(cfg.Concepts))
-	e.warnResolution(sig, len(cfg.Random.Sets), len(cfg.Concepts), "tcav")
-	layers := map[string]*tcav.Layer{}
-	if e.stored == nil {
-		if err := e.fitLayers(layers, sig); err != nil {
-			return err
-		}
-	}
-	return e.timed("score", func() error {
-		for _, target := range cfg.Targets {
-			class, err := e.classIndex(target)
-			if err != nil {
-				return err
-			}
-			for _, l := range cfg.Layers {
-				g, err := e.extract.ClassGradients(e.sets[e.classSet(target)], l, class)
-				if err != nil {
-					return err
-				}
-				if layers[l] == nil { // tcav.cavs_from: the layer's shape is the gradients'
-					if layers[l], err = tcav.StoredLayer(e.stored, cfg.Concepts, cfg.Random.Sets, l, e.method.Name, g.Shape, sig); err != nil {
-						return fmt.Errorf("tcav.cavs_from: %w", err)
-					}
-				}
-				tl := *layers[l]
-				tl.Target, tl.Grads = target, g
-				entries, err := tcav.Entries(e.device, tl, sig)
-				if err != nil {
-					return err
-				}
-				e.results.TCAV = append(e.results.TCAV, entries...)
-			}
-		}
-		return nil
-	})
-}
-
-// fitLayers extracts the activations of every concept and random set, then
-// fits each layer's CAVs into layers.
-func (e *experiment) fitLayers(layers map[string]*tcav.Layer, sig tcav.Significance) error {
-	cfg := e.cfg.TCAV
-	acts := map[string]map[string]*activations.Activations{} // set → layer → values
-	err := e.timed("extract activations", func() error {
-		names := append(append([]string(nil), cfg.Concepts...), cfg.Random.Sets...)
-		for i, name := range names {
-			if i+1 < len(names) {
-				e.extract.Prefetch(e.sets[names[i+1]], cfg.Layers)
-			}
-			a, err := e.extract.Extract(e.sets[name], cfg.Layers)
-			if err != nil {
-				return err
-			}
-			acts[name] = a
-		}
-		return nil
-	})
+	spec, err := e.tcavSpec()
 	if err != nil {
 		return err
 	}
-	return e.timed("fit CAVs", func() error {
-		for _, l := range cfg.Layers {
-			concepts := make([]*activations.Activations, len(cfg.Concepts))
-			for i, c := range cfg.Concepts {
-				concepts[i] = acts[c][l]
-			}
-			randoms := make([]*activations.Activations, len(cfg.Random.Sets))
-			for i, r := range cfg.Random.Sets {
-				randoms[i] = acts[r][l]
-			}
-			tl, err := tcav.FitLayer(e.fitter, concepts, randoms, e.method, sig)
-			if err != nil {
-				return err
-			}
-			layers[l] = tl
+	e.warnResolution(spec.Significance, len(spec.Randoms), len(spec.Concepts), "tcav")
+	entries, err := tcav.Run(spec, e.extract, e.fitter, e.device, e.timed)
+	e.results.TCAV = append(e.results.TCAV, entries...)
+	return err
+}
+
+// tcavSpec resolves the TCAV stage's spec from the config.
+func (e *experiment) tcavSpec() (tcav.Spec, error) {
+	cfg := e.cfg.TCAV
+	spec := tcav.Spec{Layers: cfg.Layers, Method: e.method, Significance: e.significance(len(cfg.Concepts)), Stored: e.stored}
+	set := func(name string) activations.Set {
+		if s, ok := e.sets[name]; ok {
+			return s
 		}
-		return nil
-	})
+		return activations.Set{Name: name} // not listed: tcav.cavs_from
+	}
+	for _, c := range cfg.Concepts {
+		spec.Concepts = append(spec.Concepts, set(c))
+	}
+	for _, r := range cfg.Random.Sets {
+		spec.Randoms = append(spec.Randoms, set(r))
+	}
+	for _, t := range cfg.Targets {
+		class, err := e.classIndex(t)
+		if err != nil {
+			return spec, err
+		}
+		spec.Targets = append(spec.Targets, tcav.Target{Name: t, Class: class, Images: e.sets[e.classSet(t)]})
+	}
+	return spec, nil
 }
 
 // significance is the configured test, with Bonferroni over tests concepts.
