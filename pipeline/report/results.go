@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/facets"
 	"github.com/cavforge/cavforge/pipeline/stats"
 	"github.com/cavforge/cavforge/pipeline/tcav"
 )
@@ -106,29 +107,8 @@ func (a *AttackEntry) key() string {
 	return fmt.Sprintf("attack %s/%s/%s %s eps %g", a.Concept, a.Target, a.Layer, a.Goal, a.Eps)
 }
 
-// FacetEntry lists run-relative paths of faceted feature visualizations,
-// rendered with the facet fitted on the clean and on the attacked concept set
-// (image i at Strengths[i]), and what they show: each render's projection on
-// the clean facet direction (summed over the facet layers) and its target
-// value (logit or channel mean).
-type FacetEntry struct {
-	Target      string    `json:"target"`
-	Facet       string    `json:"facet"`
-	FacetLayers []string  `json:"facet_layers,omitempty"`
-	Strengths   []float64 `json:"strengths,omitempty"`
-	Clean       []string  `json:"clean"`
-	Attacked    []string  `json:"attacked"`
-	Sheet       string    `json:"sheet,omitempty"` // rows clean, attacked; columns strengths
-	// AttackImages is the poisoned concept set the attacked facet was fitted on.
-	AttackImages string `json:"attack_images,omitempty"`
-	// DirectionCosine is, per facet layer, the cosine between the clean and
-	// the attacked facet directions.
-	DirectionCosine    []float64 `json:"direction_cosine,omitempty"`
-	CleanProjection    []float64 `json:"clean_projection,omitempty"`
-	AttackedProjection []float64 `json:"attacked_projection,omitempty"`
-	CleanTarget        []float64 `json:"clean_target,omitempty"`
-	AttackedTarget     []float64 `json:"attacked_target,omitempty"`
-}
+// FacetEntry is the facets stage's result (see package facets).
+type FacetEntry = facets.Entry
 
 // Validate checks what JSON and the charts rely on: per-random-set lists of
 // equal length, finite numbers (JSON has no NaN or Inf), known directions.
