@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/attack"
 	"github.com/cavforge/cavforge/pipeline/facets"
 	"github.com/cavforge/cavforge/pipeline/stats"
 	"github.com/cavforge/cavforge/pipeline/tcav"
@@ -41,71 +42,13 @@ type (
 	Null      = tcav.Null
 )
 
-// AttackScore is the TCAV result of a concept set before or after an attack.
-type AttackScore struct {
-	Mean        float64         `json:"mean"`
-	Std         float64         `json:"std"`
-	PValue      float64         `json:"p_value"`
-	Significant bool            `json:"significant"`
-	Direction   stats.Direction `json:"direction"`
-	// Resolution says why it could not be significant (see TCAVEntry).
-	Resolution string `json:"resolution,omitempty"`
-	// RandomMean is the mean random-vs-random score it was tested against
-	// (the after-attack score uses random sets the attack never saw). When
-	// absent, charts fall back to the matching TCAV entry's baseline.
-	RandomMean *float64 `json:"random_mean,omitempty"`
-}
-
-// AttackEntry is one attack at one budget.
-type AttackEntry struct {
-	Concept   string  `json:"concept"`
-	Target    string  `json:"target"`
-	Layer     string  `json:"layer"`
-	Goal      string  `json:"goal"`
-	Objective string  `json:"objective,omitempty"`
-	Eps       float64 `json:"eps"`
-	Norm      string  `json:"norm"`
-
-	Before AttackScore `json:"before"`
-	After  AttackScore `json:"after"`
-
-	Linf     float64 `json:"linf"`
-	L2Mean   float64 `json:"l2_mean"`
-	PSNRMean float64 `json:"psnr_mean"`
-	// ChangedPrediction is the share (0..1) of perturbed concept images whose
-	// predicted class differs from that of the clean image.
-	ChangedPrediction float64 `json:"changed_prediction"`
-	// ClassLogitChange is the mean change of the target class's logit over
-	// the perturbed concept images, against their clean versions.
-	ClassLogitChange float64 `json:"class_logit_change"`
-	// StealthWeight is the weight of the attack's stealth term (0: off).
-	StealthWeight float64 `json:"stealth_weight"`
-	// StealthForm is the stealth term's form (margin or kl) when it is on.
-	StealthForm string `json:"stealth_form,omitempty"`
-	// Adaptive are the audit purifications the attack optimized through
-	// (attack.*.adaptive), and its penalties' weights.
-	Adaptive        []string `json:"adaptive,omitempty"`
-	ShiftWeight     float64  `json:"shift_weight,omitempty"`
-	AlignmentWeight float64  `json:"alignment_weight,omitempty"`
-	// Images is the run-relative directory of the perturbed images.
-	Images string `json:"images"`
-	// Transfer is the same judgment where one thing an analyst might do
-	// differently is changed: another CAV classifier, another
-	// preprocessing, a JPEG round trip of the files.
-	Transfer []Transfer `json:"transfer,omitempty"`
-}
-
-// Transfer is an attack's before/after scores with one thing changed.
-type Transfer struct {
-	Kind    string      `json:"kind"`    // classifier | preprocessing | jpeg
-	Setting string      `json:"setting"` // e.g. "logistic", "no crop", "quality 90"
-	Before  AttackScore `json:"before"`
-	After   AttackScore `json:"after"`
-}
-
-func (a *AttackEntry) key() string {
-	return fmt.Sprintf("attack %s/%s/%s %s eps %g", a.Concept, a.Target, a.Layer, a.Goal, a.Eps)
-}
+// AttackScore, AttackEntry and Transfer are the attack stage's results
+// (see package attack).
+type (
+	AttackScore = attack.Score
+	AttackEntry = attack.Entry
+	Transfer    = attack.Transfer
+)
 
 // FacetEntry is the facets stage's result (see package facets).
 type FacetEntry = facets.Entry
@@ -164,7 +107,7 @@ func (r *Results) Validate() error {
 	for i := range r.Attack {
 		a := &r.Attack[i]
 		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("%s: %s", a.key(), fmt.Sprintf(format, args...)))
+			errs = append(errs, fmt.Errorf("attack %s/%s/%s %s eps %g: %s", a.Concept, a.Target, a.Layer, a.Goal, a.Eps, fmt.Sprintf(format, args...)))
 		}
 		if nonFinite(a.Eps, a.Linf, a.L2Mean, a.PSNRMean, a.ChangedPrediction) >= 0 {
 			bad("eps %v, linf %v, l2_mean %v, psnr_mean %v, changed_prediction %v: want finite numbers (cap PSNR for unchanged images)",
@@ -281,13 +224,4 @@ func ReadJSON(path string) (*Results, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return &r, nil
-}
-
-// StealthLabel names an attack's stealth setting: "off", or its form and
-// weight ("margin 10").
-func (a AttackEntry) StealthLabel() string {
-	if a.StealthWeight <= 0 {
-		return "off"
-	}
-	return fmt.Sprintf("%s %g", a.StealthForm, a.StealthWeight)
 }

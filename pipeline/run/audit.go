@@ -280,7 +280,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 			// Scored as the attack stage judges a set: the TCAV stage's
 			// scoring, over the audit's random sets.
 			as := config.Attack{Concept: s.Name, Target: t, Layer: l}
-			plain, err := e.judge(as, orig, randoms, grads, st)
+			plain, err := e.judge().Score(as.Target, orig, randoms, grads, st)
 			if err != nil {
 				return nil, err
 			}
@@ -288,7 +288,7 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 			purified := map[string]float64{}
 			shift, shiftT, most := 0.0, 0.0, 0
 			for v := 1; v < len(views); v++ {
-				sc, err := e.judge(as, acts[v][l], randoms, grads, st)
+				sc, err := e.judge().Score(as.Target, acts[v][l], randoms, grads, st)
 				if err != nil {
 					return nil, err
 				}
@@ -309,10 +309,10 @@ func (e *experiment) auditSet(s activations.Set, layers, targets []string, verdi
 				for i := range all {
 					every[i] = allActs[i][l]
 				}
-				if plain, err = e.judge(as, orig, every, grads, st); err != nil {
+				if plain, err = e.judge().Score(as.Target, orig, every, grads, st); err != nil {
 					return nil, err
 				}
-				if scores[most], err = e.judge(as, acts[most+1][l], every, grads, st); err != nil {
+				if scores[most], err = e.judge().Score(as.Target, acts[most+1][l], every, grads, st); err != nil {
 					return nil, err
 				}
 			}

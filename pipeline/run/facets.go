@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
+	"github.com/cavforge/cavforge/pipeline/attack"
 	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/facets"
@@ -123,7 +124,7 @@ func (e *experiment) attackedSetDir(f config.Facet) (string, error) {
 		return "", fmt.Errorf("compare_attack: no attack on concept %q", f.Facet)
 	}
 	eps := slices.Max(chosen.Eps)
-	return attackDir(*chosen, eps), nil
+	return attack.Dir(chosen.Concept, chosen.Target, chosen.Layer, eps), nil
 }
 
 func targetName(t config.FacetTarget) string {
