@@ -3,23 +3,8 @@ package attack
 import (
 	"fmt"
 
-	"github.com/cavforge/cavforge/pipeline/stats"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
-
-// Score is the TCAV result of a concept set before or after an attack.
-type Score struct {
-	Mean        float64         `json:"mean"`
-	Std         float64         `json:"std"`
-	PValue      float64         `json:"p_value"`
-	Significant bool            `json:"significant"`
-	Direction   stats.Direction `json:"direction"`
-	// Resolution says why it could not be significant (see tcav.Entry).
-	Resolution string `json:"resolution,omitempty"`
-	// RandomMean is the mean random-vs-random score it was tested against
-	// (the after-attack score uses random sets the attack never saw). When
-	// absent, charts fall back to the matching TCAV entry's baseline.
-	RandomMean *float64 `json:"random_mean,omitempty"`
-}
 
 // Entry is one attack at one budget.
 type Entry struct {
@@ -31,8 +16,8 @@ type Entry struct {
 	Eps       float64 `json:"eps"`
 	Norm      string  `json:"norm"`
 
-	Before Score `json:"before"`
-	After  Score `json:"after"`
+	Before tcav.SetScore `json:"before"`
+	After  tcav.SetScore `json:"after"`
 
 	Linf     float64 `json:"linf"`
 	L2Mean   float64 `json:"l2_mean"`
@@ -62,10 +47,10 @@ type Entry struct {
 
 // Transfer is an attack's before/after scores with one thing changed.
 type Transfer struct {
-	Kind    string `json:"kind"`    // classifier | preprocessing | jpeg
-	Setting string `json:"setting"` // e.g. "logistic", "no crop", "quality 90"
-	Before  Score  `json:"before"`
-	After   Score  `json:"after"`
+	Kind    string        `json:"kind"`    // classifier | preprocessing | jpeg
+	Setting string        `json:"setting"` // e.g. "logistic", "no crop", "quality 90"
+	Before  tcav.SetScore `json:"before"`
+	After   tcav.SetScore `json:"after"`
 }
 
 // StealthLabel names an attack's stealth setting: "off", or its form and

@@ -16,7 +16,6 @@ import (
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
-	"github.com/cavforge/cavforge/pipeline/stats"
 	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
@@ -68,7 +67,7 @@ type Stage struct {
 	Model      *model.Model
 	Extract    Extractor
 	Preprocess func(model.Input) Extractor
-	Judge      Judge
+	Judge      tcav.Judge
 	Dir        string
 	BatchSize  int
 	SkipBad    bool
@@ -114,7 +113,7 @@ func (st *Stage) Run(a Spec) ([]Entry, error) {
 	defer obj.Close()
 
 	settings, other := a.Method, a.Transfer
-	judge := func(concept *activations.Activations, m cav.Method) (Score, error) {
+	judge := func(concept *activations.Activations, m cav.Method) (tcav.SetScore, error) {
 		return st.Judge.Score(a.Target, concept, judgeActs, grads, m)
 	}
 	before, err := judge(clean, settings)
@@ -286,7 +285,7 @@ func alternativeInput(in model.Input) (model.Input, string) {
 
 // transferJudge returns a judge that sees every set — concept, held-out
 // random sets, class images — through the preprocessing in.
-func (st *Stage) transferJudge(a Spec, in model.Input) (func(activations.Set) (Score, error), error) {
+func (st *Stage) transferJudge(a Spec, in model.Input) (func(activations.Set) (tcav.SetScore, error), error) {
 	ex := st.Preprocess(in)
 	grads, err := ex.ClassGradients(a.ClassImages, a.Layer, a.Class)
 	if err != nil {
@@ -300,10 +299,10 @@ func (st *Stage) transferJudge(a Spec, in model.Input) (func(activations.Set) (S
 		}
 		randoms[i] = m[a.Layer]
 	}
-	return func(set activations.Set) (Score, error) {
+	return func(set activations.Set) (tcav.SetScore, error) {
 		m, err := ex.Extract(set, []string{a.Layer})
 		if err != nil {
-			return Score{}, err
+			return tcav.SetScore{}, err
 		}
 		defer st.Judge.Fitter.Release(m[a.Layer])
 		return st.Judge.Score(a.Target, m[a.Layer], randoms, grads, a.Method)
@@ -312,23 +311,23 @@ func (st *Stage) transferJudge(a Spec, in model.Input) (func(activations.Set) (S
 
 // judgeJPEG re-encodes set's files as JPEG and judges them.
 func (st *Stage) judgeJPEG(a Spec, set activations.Set, randoms []*activations.Activations,
-	grads *activations.Activations, m cav.Method) (Score, error) {
+	grads *activations.Activations, m cav.Method) (tcav.SetScore, error) {
 	dir, err := os.MkdirTemp(st.Dir, ".jpeg-")
 	if err != nil {
-		return Score{}, err
+		return tcav.SetScore{}, err
 	}
 	defer os.RemoveAll(dir)
 	files, err := images.ReencodeJPEG(set.Files, dir, jpegQuality)
 	if err != nil {
-		return Score{}, err
+		return tcav.SetScore{}, err
 	}
 	hash, err := images.ListHash(dir, files)
 	if err != nil {
-		return Score{}, err
+		return tcav.SetScore{}, err
 	}
 	acts, err := st.Extract.Extract(activations.Set{Name: set.Name, Files: files, Hash: hash}, []string{a.Layer})
 	if err != nil {
-		return Score{}, err
+		return tcav.SetScore{}, err
 	}
 	defer st.Judge.Fitter.Release(acts[a.Layer])
 	return st.Judge.Score(a.Target, acts[a.Layer], randoms, grads, m)
@@ -354,35 +353,6 @@ func (st *Stage) objective(a Spec, grads *activations.Activations, seenMean []fl
 		return NewCollision(device, target)
 	}
 	return nil, fmt.Errorf("objective %q: want tcav-surrogate or feature-collision", a.Objective)
-}
-
-// Judge scores a concept set's activations against random sets as the
-// TCAV stage would.
-type Judge struct {
-	Fitter *cav.Fitter
-	Device string
-	// Significance is the TCAV stage's, corrected as it corrects the same
-	// concept, so that a "before" verdict is the one the TCAV table shows.
-	Significance tcav.Significance
-}
-
-// Score fits concept's CAVs against randoms with m and scores them along
-// grads.
-func (j Judge) Score(target string, concept *activations.Activations, randoms []*activations.Activations,
-	grads *activations.Activations, m cav.Method) (Score, error) {
-	l, err := tcav.FitLayer(j.Fitter, []*activations.Activations{concept}, randoms, m, j.Significance)
-	if err != nil {
-		return Score{}, err
-	}
-	l.Target, l.Grads = target, grads
-	entries, err := tcav.Entries(j.Device, *l, j.Significance)
-	if err != nil {
-		return Score{}, err
-	}
-	x := entries[0]
-	rm := stats.Mean(x.RandomScores)
-	return Score{Mean: x.Mean, Std: x.Std, PValue: x.PValue, Significant: x.Significant,
-		Direction: x.Direction, Resolution: x.Resolution, RandomMean: &rm}, nil
 }
 
 func writeLosses(path string, losses []float64) error {

@@ -45,7 +45,7 @@ type (
 // AttackScore, AttackEntry and Transfer are the attack stage's results
 // (see package attack).
 type (
-	AttackScore = attack.Score
+	AttackScore = tcav.SetScore
 	AttackEntry = attack.Entry
 	Transfer    = attack.Transfer
 )

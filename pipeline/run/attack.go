@@ -8,6 +8,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/audit"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
 // attacks runs every attack of the config (see attack.Stage.Run).
@@ -65,6 +66,6 @@ func adaptiveOf(c config.Adaptive) *attack.Adaptive {
 // judge scores a set as the TCAV stage would, corrected as the TCAV stage
 // corrects its concepts, so that a "before" verdict is the one the TCAV
 // table shows.
-func (e *experiment) judge() attack.Judge {
-	return attack.Judge{Fitter: e.fitter, Device: e.device, Significance: e.significance(len(e.cfg.TCAV.Concepts))}
+func (e *experiment) judge() tcav.Judge {
+	return tcav.Judge{Fitter: e.fitter, Device: e.device, Significance: e.significance(len(e.cfg.TCAV.Concepts))}
 }

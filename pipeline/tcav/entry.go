@@ -88,3 +88,19 @@ func SampleStd(xs []float64) float64 {
 	}
 	return stats.StdDev(xs)
 }
+
+// SetScore is the TCAV result of one concept set (before or after an attack,
+// or a purification).
+type SetScore struct {
+	Mean        float64         `json:"mean"`
+	Std         float64         `json:"std"`
+	PValue      float64         `json:"p_value"`
+	Significant bool            `json:"significant"`
+	Direction   stats.Direction `json:"direction"`
+	// Resolution says why it could not be significant (see Entry).
+	Resolution string `json:"resolution,omitempty"`
+	// RandomMean is the mean random-vs-random score it was tested against
+	// (the after-attack score uses random sets the attack never saw). When
+	// absent, charts fall back to the matching TCAV entry's baseline.
+	RandomMean *float64 `json:"random_mean,omitempty"`
+}
