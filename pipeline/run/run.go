@@ -90,8 +90,7 @@ type experiment struct {
 	log     *logrus.Logger
 	device  string
 	model   *model.Model
-	labels  []string
-	classes int
+	classes model.Classes // the model's outputs and their names
 	sets    map[string]activations.Set
 	effects map[string]string // set → what preprocessing does to it
 	extract *activations.Extractor
@@ -408,17 +407,18 @@ func (e *experiment) loadModel() error {
 	if err := m.CheckLayers(e.layers()); err != nil {
 		return err
 	}
-	if e.classes, err = m.Prepare(e.layers()); err != nil {
+	e.classes.Path = cfg.Model.Labels
+	if e.classes.N, err = m.Prepare(e.layers()); err != nil {
 		return err
 	}
 	if cfg.Model.Labels != "" {
-		if e.labels, err = readLabels(cfg.Model.Labels); err != nil {
+		if e.classes.Labels, err = model.ReadLabels(cfg.Model.Labels); err != nil {
 			return err
 		}
-		if len(e.labels) != e.classes {
-			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
+		if len(e.classes.Labels) != e.classes.N {
+			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.classes.Labels), e.classes.N)
 		}
-		if dup := repeated(e.labels); len(dup) > 0 {
+		if dup := e.classes.Repeated(); len(dup) > 0 {
 			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
 				cfg.Model.Labels, strings.Join(dup, ", "))
 		}
@@ -553,59 +553,7 @@ func (e *experiment) classSet(target string) string {
 }
 
 // classIndex resolves a target written as a label name or an index.
-func (e *experiment) classIndex(target string) (int, error) {
-	var found []int
-	for i, l := range e.labels {
-		if l == target {
-			found = append(found, i)
-		}
-	}
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) > 1:
-		return 0, fmt.Errorf("target %q names %d classes in the labels file %s (indices %s); give the index instead",
-			target, len(found), e.cfg.Model.Labels, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(found)), ", "), "[]"))
-	}
-	if i, err := strconv.Atoi(target); err == nil {
-		if i < 0 || i >= e.classes {
-			return 0, fmt.Errorf("target %d is out of range: the model has %d outputs", i, e.classes)
-		}
-		return i, nil
-	}
-	if e.labels == nil {
-		return 0, fmt.Errorf("target %q is not a class index and model.labels is not set", target)
-	}
-	return 0, fmt.Errorf("target %q is not in the labels file %s", target, e.cfg.Model.Labels)
-}
-
-func readLabels(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("model.labels: %w", err)
-	}
-	var out []string
-	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-		out = append(out, strings.TrimSpace(line))
-	}
-	if len(out) == 0 || (len(out) == 1 && out[0] == "") {
-		return nil, fmt.Errorf("model.labels %s is empty", path)
-	}
-	return out, nil
-}
-
-// repeated are the names that occur more than once, in order of first
-// occurrence (ImageNet's labels have "crane" and "maillot" twice).
-func repeated(names []string) []string {
-	count := map[string]int{}
-	var out []string
-	for _, n := range names {
-		if count[n]++; count[n] == 2 && n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+func (e *experiment) classIndex(target string) (int, error) { return e.classes.Index(target) }
 
 // FileHash is the SHA-256 of a file, as the manifest records the model.
 func FileHash(path string) (string, error) { return images.FileSHA256(path) }

@@ -43,7 +43,7 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 	}
 	t := cfg.TCAV
 	r := len(t.Random.Sets)
-	fmt.Fprintf(w, "model    %s on %s, %d classes, input 3x%dx%d\n", cfg.Model.Path, e.device, e.classes, cfg.Model.Input.Size[0], cfg.Model.Input.Size[1])
+	fmt.Fprintf(w, "model    %s on %s, %d classes, input 3x%dx%d\n", cfg.Model.Path, e.device, e.classes.N, cfg.Model.Input.Size[0], cfg.Model.Input.Size[1])
 	in := cfg.Model.Input
 	prep := fmt.Sprintf("resized straight to %dx%d", in.Size[1], in.Size[0])
 	if in.Crop == config.CropCenter {
