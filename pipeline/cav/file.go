@@ -54,27 +54,44 @@ type Entry struct {
 	RandomImages  string  `json:"random_images"`
 }
 
-// Save writes cavs, one .npy each, and cavs/index.json into runDir/cavs.
-func Save(runDir string, cavs []*CAV, modelHash string, lists map[string]string) error {
+// Writer writes CAVs into runDir/cavs as they come, one .npy each, and
+// cavs/index.json on Close; it keeps no vectors.
+type Writer struct {
+	dir string
+	idx Index
+}
+
+// NewWriter makes runDir/cavs for the CAVs of the model whose file hash is
+// modelHash.
+func NewWriter(runDir, modelHash string) (*Writer, error) {
 	dir := filepath.Join(runDir, Dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &Writer{dir: dir, idx: Index{ModelHash: modelHash, CAVs: []Entry{}}}, nil
+}
+
+// Add writes c's vector and lists it.
+func (w *Writer) Add(c *CAV) error {
+	name := fmt.Sprintf("%04d-%s-vs-%s-%s-%s.npy", len(w.idx.CAVs), fileName(c.Concept), fileName(c.Random), fileName(c.Layer), fileName(c.Classifier))
+	if err := WriteNPY(filepath.Join(w.dir, name), c.Shape, c.Vector); err != nil {
 		return err
 	}
-	idx := Index{ModelHash: modelHash, ImageLists: lists, CAVs: []Entry{}}
-	for i, c := range cavs {
-		name := fmt.Sprintf("%04d-%s-vs-%s-%s-%s.npy", i, fileName(c.Concept), fileName(c.Random), fileName(c.Layer), fileName(c.Classifier))
-		if err := WriteNPY(filepath.Join(dir, name), c.Shape, c.Vector); err != nil {
-			return err
-		}
-		idx.CAVs = append(idx.CAVs, Entry{Concept: c.Concept, Random: c.Random, Layer: c.Layer, Shape: c.Shape, File: name,
-			Bias: c.Bias, Accuracy: c.Accuracy, Correct: c.Correct, Tested: c.Tested, Classifier: c.Classifier, Seed: c.Seed,
-			ConceptImages: c.ConceptImages, RandomImages: c.RandomImages})
-	}
-	b, err := json.MarshalIndent(idx, "", "  ")
+	w.idx.CAVs = append(w.idx.CAVs, Entry{Concept: c.Concept, Random: c.Random, Layer: c.Layer, Shape: c.Shape, File: name,
+		Bias: c.Bias, Accuracy: c.Accuracy, Correct: c.Correct, Tested: c.Tested, Classifier: c.Classifier, Seed: c.Seed,
+		ConceptImages: c.ConceptImages, RandomImages: c.RandomImages})
+	return nil
+}
+
+// Close writes cavs/index.json; lists are the hashes of the run's named
+// image sets.
+func (w *Writer) Close(lists map[string]string) error {
+	w.idx.ImageLists = lists
+	b, err := json.MarshalIndent(w.idx, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, IndexFile), append(b, '\n'))
+	return atomicfile.Write(filepath.Join(w.dir, IndexFile), append(b, '\n'))
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)

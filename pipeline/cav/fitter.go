@@ -53,9 +53,10 @@ func Baseline(randoms []*activations.Activations) []Pair {
 }
 
 // Fitter fits CAVs on one device, or reads them from the cache. It keeps
-// every set it uploads until Close (or Release), records what it returns
-// (Fitted, for cavs/), and counts cache hits. With Force it recomputes what
-// the cache holds, except what this Fitter wrote itself.
+// every set it uploads until Close (or Release), hands each distinct CAV it
+// returns to Record once (a Writer's Add, for cavs/), and counts cache
+// hits. With Force it recomputes what the cache holds, except what this
+// Fitter wrote itself.
 type Fitter struct {
 	Device   string
 	Cache    cache.Cache
@@ -63,11 +64,12 @@ type Fitter struct {
 	Seed     int64  // the run's; each CAV's own is derived from it (Seed)
 	Force    bool
 	Hits     int
-	// Fitted are the distinct CAVs returned so far, in the order first asked for.
-	Fitted []*CAV
+	// Record, when set, receives each distinct CAV returned, in the order
+	// first asked for.
+	Record func(*CAV) error
 
 	fresh    map[string]bool // cache keys written by this Fitter
-	returned map[string]bool // cache keys of Fitted
+	returned map[string]bool // cache keys of the CAVs given to Record
 	onDevice map[string]*Examples
 }
 
@@ -195,7 +197,11 @@ func (f *Fitter) FitAll(pairs []Pair, m Method) ([]*CAV, error) {
 		}
 		if !f.returned[keys[i]] {
 			f.returned[keys[i]] = true
-			f.Fitted = append(f.Fitted, out[i])
+			if f.Record != nil {
+				if err := f.Record(out[i]); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return out, nil

@@ -27,14 +27,16 @@ func TestFitterCachesForcesOnceAndRecordsEachCAVOnce(t *testing.T) {
 	}
 	first := newFitter(false)
 	defer first.Close()
+	var recorded []*CAV
+	first.Record = func(c *CAV) error { recorded = append(recorded, c); return nil }
 	cs, err := first.FitAll([]Pair{{c, r1}, {c, r2}, {c, r1}}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Hits != 0 || cs[0] != cs[2] || len(first.Fitted) != 2 {
-		t.Fatalf("first fit: %d hits, repeated pair shared %v, %d recorded; want 0, true, 2", first.Hits, cs[0] == cs[2], len(first.Fitted))
+	if first.Hits != 0 || cs[0] != cs[2] || len(recorded) != 2 {
+		t.Fatalf("first fit: %d hits, repeated pair shared %v, %d recorded; want 0, true, 2", first.Hits, cs[0] == cs[2], len(recorded))
 	}
-	if got := first.Fitted[0]; !slices.Equal(got.Shape, []int64{4}) || got.Classifier != "mean-diff" || got.Seed != Seed(7, "c", "r1", "l") ||
+	if got := recorded[0]; !slices.Equal(got.Shape, []int64{4}) || got.Classifier != "mean-diff" || got.Seed != Seed(7, "c", "r1", "l") ||
 		got.ConceptImages != "hc" || got.RandomImages != "h1" {
 		t.Errorf("recorded CAV: shape %v, classifier %q, seed %d, images %q/%q", got.Shape, got.Classifier, got.Seed, got.ConceptImages, got.RandomImages)
 	}

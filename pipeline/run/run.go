@@ -102,7 +102,8 @@ type experiment struct {
 	method     cav.Method  // tcav.cav
 	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
 	transfer cav.Method
-	stored   *cav.Store // tcav.cavs_from's CAVs, or nil
+	stored   *cav.Store  // tcav.cavs_from's CAVs, or nil
+	cavs     *cav.Writer // cavs/ of the run directory
 	manifest Manifest
 	results  report.Results
 }
@@ -219,9 +220,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 		e.manifest.ActivationPass = e.extract.Choice
 		e.manifest.GradientPass = e.extract.GradChoice
 	}
-	if err := e.timed("write CAVs", func() error {
-		return cav.Save(tmp, e.fitter.Fitted, e.manifest.ModelHash, e.manifest.ImageLists)
-	}); err != nil {
+	if err := e.cavs.Close(e.manifest.ImageLists); err != nil {
 		return "", err
 	}
 	e.manifest.End = time.Now().UTC()
@@ -446,6 +445,12 @@ func (e *experiment) loadModel() error {
 		return err
 	}
 	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
+	if e.dir != "" { // not for validate
+		if e.cavs, err = cav.NewWriter(e.dir, hash); err != nil {
+			return err
+		}
+		e.fitter.Record = e.cavs.Add
+	}
 	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
 		if e.stored, err = cav.Open(from, hash); err != nil {
 			return fmt.Errorf("tcav.cavs_from: %w", err)
