@@ -1,11 +1,7 @@
 package run
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
-	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/images"
@@ -92,14 +88,9 @@ func (e *experiment) drawRandomSets() error {
 		return fmt.Errorf("tcav.random.from: data.root/%s has %d images, too few for %d disjoint sets of %d (tcav.random.count × data.max_images = %d)",
 			r.From, len(files), r.Count, per, need)
 	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%d\x00random.from\x00%s", cfg.Seed, r.From)))
-	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(h[0:8]), binary.LittleEndian.Uint64(h[8:16])))
-	files = slices.Clone(files)
-	rng.Shuffle(len(files), func(i, j int) { files[i], files[j] = files[j], files[i] })
+	drawn := images.Disjoint(files, r.Count, per, cfg.Seed, r.From)
 	for i, name := range r.Sets {
-		set := slices.Clone(files[i*per : (i+1)*per])
-		slices.Sort(set)
-		if _, err := e.addSet(name, set); err != nil {
+		if _, err := e.addSet(name, drawn[i]); err != nil {
 			return err
 		}
 	}
