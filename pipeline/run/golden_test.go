@@ -25,6 +25,10 @@ var goldenRuns = []struct {
 	// The calibrated test over 6 random sets at two layers: concept CAVs,
 	// the baseline and the null design's extra pairs.
 	{"tcav-calibrated", []string{"tcav.layers=[block2,block3]"}},
+	// Random sets drawn from a pool, mean-diff CAVs, the one-sample test
+	// (recorded from the code before the refactor, like the others).
+	{"random-from-mean-diff", []string{"tcav.random.from=random_pool", "tcav.random.count=12",
+		"tcav.cav.classifier=mean-diff", "tcav.significance.test=one-sample"}},
 	// Attack (judge, the three transfers), audit and facets (one against
 	// the attack's poisoned set) under the two-sample test.
 	{"stages", []string{"tcav.random.count=10", "tcav.concepts=[striped,dotted]", "tcav.significance.test=two-sample",
