@@ -21,6 +21,15 @@ type CAV struct {
 	Bias                   float64   // of the unnormalized classifier, at float32 precision
 	Correct, Tested        int       // held-out examples classified right, and in all
 	Accuracy               float64   // Correct / Tested
+
+	// What it was fitted from and how, for cavs/index.json (filled by a
+	// Fitter): the activation shape per example, whose C order Vector
+	// follows, the classifier's name, its own seed, and the image-list
+	// hashes of its two sets.
+	Shape                       []int64
+	Classifier                  string
+	Seed                        uint64
+	ConceptImages, RandomImages string
 }
 
 // Settings choose and tune the classifier.
@@ -31,7 +40,8 @@ type Settings struct {
 	TestFraction float64 // held-out share, per class
 }
 
-// Classifier fits w·x + b > 0 for concept rows. Training examples arrive as
+// Classifier fits w·x + b > 0 for concept rows; a new one is a type here
+// and a name in ClassifierFor (and config's enum). Training examples arrive as
 // one [n,d] tensor on the device with labels ±1 (concept first).
 type Classifier interface {
 	Fit(s *torch.Scope, x *torch.Tensor, y []float64, seed uint64) (w *torch.Tensor, b float64)
@@ -82,19 +92,15 @@ func (e *Examples) Close() { e.rows.Close() }
 // Fit balances the two sets by truncating the larger, splits each class into
 // training and held-out rows (stratified, seeded), fits the classifier on
 // the device and reports held-out accuracy.
-func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
+func Fit(concept, random *Examples, m Method, seed uint64) (*CAV, error) {
 	name := fmt.Sprintf("cav %s vs %s at %s", concept.Set, random.Set, concept.Layer)
 	if concept.D != random.D {
 		return nil, fmt.Errorf("%s: %d vs %d features", name, concept.D, random.D)
 	}
-	clf, err := ClassifierFor(st)
-	if err != nil {
-		return nil, err
-	}
 	n := min(concept.N, random.N)
-	nTest := int(math.Round(st.TestFraction * float64(n)))
+	nTest := int(math.Round(m.TestFraction * float64(n)))
 	if n-nTest < 1 || nTest < 1 {
-		return nil, fmt.Errorf("%s: %d examples per side are too few for a held-out split of %.2f", name, n, st.TestFraction)
+		return nil, fmt.Errorf("%s: %d examples per side are too few for a held-out split of %.2f", name, n, m.TestFraction)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x63617673))
 	pPerm, nPerm := rng.Perm(n), rng.Perm(n)
@@ -119,7 +125,7 @@ func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
 			y[i] = -1
 		}
 	}
-	w, b := clf.Fit(s, x, y, seed)
+	w, b := m.Classifier.Fit(s, x, y, seed)
 	unit := s.Div(w, s.Sqrt(s.Sum(s.Mul(w, w))))
 	// Held-out accuracy: concept rows come first in the test block.
 	xt := rows(pTest, nTestRows)
@@ -127,12 +133,12 @@ func Fit(concept, random *Examples, st Settings, seed uint64) (*CAV, error) {
 	if err := s.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	m, err := margins.Float32s()
+	mv, err := margins.Float32s()
 	if err != nil {
 		return nil, err
 	}
 	correct := 0
-	for i, v := range m {
+	for i, v := range mv {
 		if (float64(v)+b > 0) == (i < nTest) {
 			correct++
 		}

@@ -26,7 +26,11 @@ func fit(t *testing.T, concept, random *activations.Activations, st Settings, se
 		t.Fatal(err)
 	}
 	defer r.Close()
-	return Fit(c, r, st, seed)
+	m, err := st.Method()
+	if err != nil {
+		return nil, err
+	}
+	return Fit(c, r, m, seed)
 }
 
 func gaussianRows(name string, n int, mean []float32, sd float64, seed uint64) *activations.Activations {

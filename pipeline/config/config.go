@@ -121,6 +121,13 @@ type TCAV struct {
 	Layers       []string     `yaml:"layers"`
 	CAV          CAV          `yaml:"cav"`
 	Significance Significance `yaml:"significance"`
+	// CAVsFrom is an earlier run directory whose cavs/ (every CAV that run
+	// fitted, see cavs/index.json) the TCAV stage scores with instead of
+	// fitting: the CAVs of these concepts against these random sets at
+	// these layers, by tcav.cav.classifier. They must be of this model file
+	// and of its layers' shapes. This stage then reads no concept or random
+	// images. Default: "" (fit them).
+	CAVsFrom string `yaml:"cavs_from,omitempty"`
 }
 
 // RandomSets names the random image folders. In YAML it is either
@@ -158,6 +165,10 @@ type CAV struct {
 	// LR is the SGD learning rate; 0 selects scikit-learn's "optimal"
 	// schedule 1/(alpha·(t+t0)) that the reference uses. Default: 0.
 	LR float64 `yaml:"lr"`
+	// TransferClassifier is the other classifier an attack is judged with
+	// (its "classifier" transfer check), one of those of Classifier.
+	// Default: logistic for sgd-hinge, sgd-hinge for logistic and mean-diff.
+	TransferClassifier string `yaml:"transfer_classifier"`
 }
 
 // Significance says how concept scores are tested against the random
@@ -425,6 +436,10 @@ func (c *Config) derive() {
 				r.Sets[i] = fmt.Sprintf("%s%d", r.Prefix, i)
 			}
 		}
+	}
+	if cav := &c.TCAV.CAV; cav.TransferClassifier == "" {
+		cav.TransferClassifier = map[string]string{ClassifierSGDHinge: ClassifierLogistic,
+			ClassifierLogistic: ClassifierSGDHinge, ClassifierMeanDiff: ClassifierSGDHinge}[cav.Classifier]
 	}
 	if c.TCAV.ClassSets == nil {
 		c.TCAV.ClassSets = map[string]string{}

@@ -105,13 +105,14 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 		}
 	}
 	c := Default()
-	c.TCAV.ClassSets = nil // only the file's own entries before derive
+	c.TCAV.ClassSets = nil             // only the file's own entries before derive
+	c.TCAV.CAV.TransferClassifier = "" // derived from the file's classifier unless given
 	if err := d.decode(root, reflect.ValueOf(c).Elem(), ""); err != nil {
 		return nil, err
 	}
 	c.dir = dir
 	c.batchSizeSet = hasKey(root, "data", "batch_size")
-	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root}
+	paths := []*string{&c.CacheDir, &c.Model.Path, &c.Model.Labels, &c.Data.Root, &c.TCAV.CAVsFrom}
 	for i := range c.Facets {
 		paths = append(paths, &c.Facets[i].PoisonedFrom)
 	}

@@ -34,7 +34,7 @@ func TestOverrides(t *testing.T) {
 		{"key missing in file", []string{"attack.0.goal=promote"},
 			func(c *Config) (any, any) { return c.Attack[0].Goal, "promote" }},
 		{"mapping missing in file", []string{"tcav.cav.alpha=0.1"},
-			func(c *Config) (any, any) { return c.TCAV.CAV, CAV{"sgd-hinge", 0.1, 50, 0.33, 0} }},
+			func(c *Config) (any, any) { return c.TCAV.CAV, CAV{"sgd-hinge", 0.1, 50, 0.33, 0, "logistic"} }},
 		{"element of a default list", []string{"model.input.size.0=300", "model.input.resize=320", "model.input.crop=center"},
 			func(c *Config) (any, any) { return c.Model.Input.Size, [2]int{300, 224} }},
 		{"element of a default attack list", []string{"attack.0.eps.1=0.02"},
@@ -410,5 +410,25 @@ func TestBatchSizeSetOnlyWhenWritten(t *testing.T) {
 	}
 	if err := cfg.Set("data.batch_size=4"); err != nil || !cfg.BatchSizeSet() {
 		t.Errorf("Set data.batch_size: BatchSizeSet %v (%v)", cfg.BatchSizeSet(), err)
+	}
+}
+
+// The transfer classifier follows the file's classifier unless given: a
+// mean-diff run is judged again with sgd-hinge, not with the default's
+// logistic.
+func TestTransferClassifierFollowsTheFilesClassifier(t *testing.T) {
+	for _, tt := range []struct {
+		overrides []string
+		want      string
+	}{
+		{nil, "logistic"},
+		{[]string{"tcav.cav.classifier=logistic"}, "sgd-hinge"},
+		{[]string{"tcav.cav.classifier=mean-diff"}, "sgd-hinge"},
+		{[]string{"tcav.cav.classifier=mean-diff", "tcav.cav.transfer_classifier=logistic"}, "logistic"},
+	} {
+		c := mustLoad(t, write(t, "c.yaml", base), tt.overrides...)
+		if got := c.TCAV.CAV.TransferClassifier; got != tt.want {
+			t.Errorf("%v: transfer_classifier %q, want %q", tt.overrides, got, tt.want)
+		}
 	}
 }

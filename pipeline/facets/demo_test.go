@@ -64,8 +64,11 @@ func demoDirection(t testing.TB, m *model.Model, concept, layer string) Directio
 	var cavs []*cav.CAV
 	for _, r := range []string{"random500_0", "random500_1", "random500_2"} {
 		re := upload(acts(r))
-		v, err := cav.Fit(ce, re, cav.Settings{Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33},
-			cav.Seed(0, concept, r, layer))
+		m, err := cav.Settings{Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33}.Method()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := cav.Fit(ce, re, m, cav.Seed(0, concept, r, layer))
 		re.Close()
 		if err != nil {
 			t.Fatal(err)

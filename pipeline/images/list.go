@@ -151,6 +151,22 @@ func Choose(files []string, max int, seed int64, set string) []string {
 	return out
 }
 
+// Disjoint cuts count disjoint sets of per files from the pool's files,
+// shuffled by a seed from (seed, pool); each set is in sorted order. The
+// caller checks that the pool has count·per files.
+func Disjoint(files []string, count, per int, seed int64, pool string) [][]string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%d\x00random.from\x00%s", seed, pool)))
+	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(h[0:8]), binary.LittleEndian.Uint64(h[8:16])))
+	files = slices.Clone(files)
+	rng.Shuffle(len(files), func(i, j int) { files[i], files[j] = files[j], files[i] })
+	out := make([][]string, count)
+	for i := range out {
+		out[i] = slices.Clone(files[i*per : (i+1)*per])
+		slices.Sort(out[i])
+	}
+	return out
+}
+
 // ListHash identifies an image list by content: sha256 over each file's name
 // relative to root (slash-separated) and the sha256 of its bytes, in the given
 // order, since activation rows follow that order. Moving the data root keeps

@@ -179,11 +179,13 @@ func (m *Model) ClassGradients(s *torch.Scope, x *torch.Tensor, layer string, cl
 	return g[0], s.Detach(out)
 }
 
-// Classes runs one zero image through the model and returns its number of
-// outputs, failing clearly when the model rejects the configured input size
-// or does not return [N, classes]. It captures every layer the run will use,
-// so that the module is set up once and never reloaded later in the run.
-func (m *Model) Classes(layers []string) (int, error) {
+// Prepare sets the module up for every layer a run will capture: the shim
+// reloads the module when a pass asks for a layer it has not captured yet,
+// so a run prepares once, with all of them, before any other pass. It runs
+// one zero image and returns the number of outputs, failing clearly when
+// the model rejects the configured input size or does not return
+// [N, classes].
+func (m *Model) Prepare(layers []string) (classes int, err error) {
 	s := torch.NewScope()
 	defer s.Close()
 	h, w := int64(m.Input.Size[0]), int64(m.Input.Size[1])

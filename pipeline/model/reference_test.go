@@ -134,9 +134,9 @@ func TestFrozenModelLayerGradientMatchesFiniteDifferences(t *testing.T) {
 // number of classes and where it takes class gradients.
 func TestModelWhoseOutputIsNotNByClassesIsRefused(t *testing.T) {
 	m := load(t, "map_output.pt")
-	_, err := m.Classes([]string{"feat"})
+	_, err := m.Prepare([]string{"feat"})
 	if err == nil {
-		t.Fatal("Classes of a model with a [N,4,16,16] output: no error")
+		t.Fatal("Prepare of a model with a [N,4,16,16] output: no error")
 	}
 	for _, want := range []string{"map_output.pt", "[N, classes]"} {
 		if !strings.Contains(err.Error(), want) {

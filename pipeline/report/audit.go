@@ -7,42 +7,12 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/cavforge/cavforge/pipeline/audit"
 )
 
-// AuditEntry is the audit of one concept set for one target at one layer
-// (package audit): its signals, their combined score against the random
-// sets audited as concepts, the calibrated decision, and TCAV before and
-// after purification.
-type AuditEntry struct {
-	Target  string `json:"target"`
-	Concept string `json:"concept"`
-	Layer   string `json:"layer"`
-	// Images is the folder audited, run-relative, when it is not a set
-	// under data.root (a poisoned set this run wrote).
-	Images     string  `json:"images,omitempty"`
-	Suspicious bool    `json:"suspicious"`
-	Score      float64 `json:"score"`
-	Threshold  float64 `json:"threshold"`
-	// FalseAlarmRate is measured: the share of the random sets, each held
-	// out and audited as a concept, that the threshold flags.
-	FalseAlarmRate float64            `json:"false_alarm_rate"`
-	Signals        map[string]float64 `json:"signals"`
-	// RandomSignals are the same signals of the random sets audited as
-	// concepts, the distribution each signal is read against.
-	RandomSignals map[string][]float64 `json:"random_signals"`
-	// Plain is TCAV of the set as handed over, against all the run's random
-	// sets with the TCAV stage's test (the signals use audit.random_sets of
-	// them); Robust is Plain for a set not flagged, and TCAV after the
-	// purification that moved the score most for a flagged one (RobustBy).
-	Plain    AttackScore `json:"plain"`
-	Robust   AttackScore `json:"robust"`
-	RobustBy string      `json:"robust_by"`
-	// Purified is the TCAV score after each purification.
-	Purified map[string]float64 `json:"purified"`
-	// MostShifted are the images that move most under the purifications,
-	// the most suspicious first.
-	MostShifted []string `json:"most_shifted"`
-}
+// AuditEntry is the audit stage's result (see package audit).
+type AuditEntry = audit.Entry
 
 type auditRow struct {
 	Concept, Images, Target, Layer, Verdict, Class string

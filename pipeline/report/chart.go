@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/cavforge/cavforge/pipeline/tcav"
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/cavforge/cavforge/pipeline/stats"
@@ -96,7 +98,7 @@ func tcavBaseline(entries []TCAVEntry) (baseline, bool) {
 	if len(pooled) == 0 {
 		return baseline{}, false
 	}
-	return baseline{mean: stats.Mean(pooled), std: sampleStd(pooled)}, true
+	return baseline{mean: stats.Mean(pooled), std: tcav.SampleStd(pooled)}, true
 }
 
 // TCAVChart draws one target and layer: per concept a bar of the mean score

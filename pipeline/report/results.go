@@ -15,7 +15,10 @@ import (
 	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/attack"
+	"github.com/cavforge/cavforge/pipeline/facets"
 	"github.com/cavforge/cavforge/pipeline/stats"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
 // Convention states the TCAV sign convention; it is recorded in results.json
@@ -33,177 +36,22 @@ type Results struct {
 	Audit      []AuditEntry  `json:"audit,omitempty"`
 }
 
-// TCAVEntry is one concept's TCAV result for one target and layer, over R
-// random sets. Scores, Magnitudes, CAVAccuracy (and RandomSets, when given)
-// are indexed by random set; RandomScores are the R random-vs-random scores.
-type TCAVEntry struct {
-	Target       string          `json:"target"`
-	Concept      string          `json:"concept"`
-	Layer        string          `json:"layer"`
-	RandomSets   []string        `json:"random_sets,omitempty"`
-	Scores       []float64       `json:"scores"`
-	Magnitudes   []float64       `json:"magnitudes"`
-	RandomScores []float64       `json:"random_scores"`
-	CAVAccuracy  []float64       `json:"cav_accuracy"`
-	Mean         float64         `json:"mean"`
-	Std          float64         `json:"std"`
-	PValue       float64         `json:"p_value"`
-	Significant  bool            `json:"significant"`
-	Direction    stats.Direction `json:"direction"`
+// TCAVEntry and Null are the TCAV stage's results (see package tcav).
+type (
+	TCAVEntry = tcav.Entry
+	Null      = tcav.Null
+)
 
-	// Test is the significance test that decided, RandomSetCount how many
-	// random sets it had, and Threshold the per-test alpha (after
-	// Bonferroni) that PValue was compared with.
-	Test           stats.Method `json:"test,omitempty"`
-	RandomSetCount int          `json:"random_set_count,omitempty"`
-	Threshold      float64      `json:"threshold,omitempty"`
-	// Null is the calibrated test's null distribution.
-	Null *Null `json:"null,omitempty"`
-	// Resolution says why no outcome could be significant (too few random
-	// sets for the threshold), and RandomSetsNeeded how many would do.
-	Resolution       string `json:"resolution,omitempty"`
-	RandomSetsNeeded int    `json:"random_sets_needed,omitempty"`
-}
+// AttackScore, AttackEntry and Transfer are the attack stage's results
+// (see package attack).
+type (
+	AttackScore = tcav.SetScore
+	AttackEntry = attack.Entry
+	Transfer    = attack.Transfer
+)
 
-// Null is what the calibrated test ranked the concept among: Means[i] is
-// random set i's mean TCAV score against Negatives other sets, scored as
-// if it were a concept; Statistic is the concept's mean over its Negatives
-// random sets (Mean itself when Negatives is every random set), Centre the
-// mean of all of them, from which the two-sided distance is taken.
-type Null struct {
-	Statistic float64   `json:"statistic"`
-	Centre    float64   `json:"centre"`
-	Negatives int       `json:"negatives"`
-	Means     []float64 `json:"means"`
-}
-
-// Summarize fills Mean, Std and the significance fields from Scores and
-// RandomScores with a t-test. threshold is the per-test alpha (see
-// stats.BonferroniAlpha).
-func (e *TCAVEntry) Summarize(method stats.Method, threshold float64) error {
-	sig, err := stats.Test(e.Scores, e.RandomScores, method, threshold)
-	if err != nil {
-		return fmt.Errorf("%s: %w", e.key(), err)
-	}
-	e.Record(method, threshold, sig)
-	return nil
-}
-
-// Record fills Mean, Std and the significance fields from a decision made
-// by method at threshold.
-func (e *TCAVEntry) Record(method stats.Method, threshold float64, sig stats.Significance) {
-	e.Mean, e.Std = stats.Mean(e.Scores), sampleStd(e.Scores)
-	e.PValue, e.Significant, e.Direction = sig.PValue, sig.Significant, sig.Direction
-	e.Test, e.RandomSetCount, e.Threshold = method, len(e.Scores), threshold
-	e.Resolution, e.RandomSetsNeeded = sig.Resolution, sig.Needed
-}
-
-// Significance returns the entry's decision.
-func (e *TCAVEntry) Significance() stats.Significance {
-	return stats.Significance{PValue: e.PValue, Significant: e.Significant, Direction: e.Direction,
-		Resolution: e.Resolution, Needed: e.RandomSetsNeeded}
-}
-
-func (e *TCAVEntry) key() string {
-	return fmt.Sprintf("tcav %s/%s/%s", e.Target, e.Concept, e.Layer)
-}
-
-// AttackScore is the TCAV result of a concept set before or after an attack.
-type AttackScore struct {
-	Mean        float64         `json:"mean"`
-	Std         float64         `json:"std"`
-	PValue      float64         `json:"p_value"`
-	Significant bool            `json:"significant"`
-	Direction   stats.Direction `json:"direction"`
-	// Resolution says why it could not be significant (see TCAVEntry).
-	Resolution string `json:"resolution,omitempty"`
-	// RandomMean is the mean random-vs-random score it was tested against
-	// (the after-attack score uses random sets the attack never saw). When
-	// absent, charts fall back to the matching TCAV entry's baseline.
-	RandomMean *float64 `json:"random_mean,omitempty"`
-}
-
-// AttackEntry is one attack at one budget.
-type AttackEntry struct {
-	Concept   string  `json:"concept"`
-	Target    string  `json:"target"`
-	Layer     string  `json:"layer"`
-	Goal      string  `json:"goal"`
-	Objective string  `json:"objective,omitempty"`
-	Eps       float64 `json:"eps"`
-	Norm      string  `json:"norm"`
-
-	Before AttackScore `json:"before"`
-	After  AttackScore `json:"after"`
-
-	Linf     float64 `json:"linf"`
-	L2Mean   float64 `json:"l2_mean"`
-	PSNRMean float64 `json:"psnr_mean"`
-	// ChangedPrediction is the share (0..1) of perturbed concept images whose
-	// predicted class differs from that of the clean image.
-	ChangedPrediction float64 `json:"changed_prediction"`
-	// ClassLogitChange is the mean change of the target class's logit over
-	// the perturbed concept images, against their clean versions.
-	ClassLogitChange float64 `json:"class_logit_change"`
-	// StealthWeight is the weight of the attack's stealth term (0: off).
-	StealthWeight float64 `json:"stealth_weight"`
-	// StealthForm is the stealth term's form (margin or kl) when it is on.
-	StealthForm string `json:"stealth_form,omitempty"`
-	// Adaptive are the audit purifications the attack optimized through
-	// (attack.*.adaptive), and its penalties' weights.
-	Adaptive        []string `json:"adaptive,omitempty"`
-	ShiftWeight     float64  `json:"shift_weight,omitempty"`
-	AlignmentWeight float64  `json:"alignment_weight,omitempty"`
-	// Images is the run-relative directory of the perturbed images.
-	Images string `json:"images"`
-	// Transfer is the same judgment where one thing an analyst might do
-	// differently is changed: another CAV classifier, another
-	// preprocessing, a JPEG round trip of the files.
-	Transfer []Transfer `json:"transfer,omitempty"`
-}
-
-// Transfer is an attack's before/after scores with one thing changed.
-type Transfer struct {
-	Kind    string      `json:"kind"`    // classifier | preprocessing | jpeg
-	Setting string      `json:"setting"` // e.g. "logistic", "no crop", "quality 90"
-	Before  AttackScore `json:"before"`
-	After   AttackScore `json:"after"`
-}
-
-func (a *AttackEntry) key() string {
-	return fmt.Sprintf("attack %s/%s/%s %s eps %g", a.Concept, a.Target, a.Layer, a.Goal, a.Eps)
-}
-
-// FacetEntry lists run-relative paths of faceted feature visualizations,
-// rendered with the facet fitted on the clean and on the attacked concept set
-// (image i at Strengths[i]), and what they show: each render's projection on
-// the clean facet direction (summed over the facet layers) and its target
-// value (logit or channel mean).
-type FacetEntry struct {
-	Target      string    `json:"target"`
-	Facet       string    `json:"facet"`
-	FacetLayers []string  `json:"facet_layers,omitempty"`
-	Strengths   []float64 `json:"strengths,omitempty"`
-	Clean       []string  `json:"clean"`
-	Attacked    []string  `json:"attacked"`
-	Sheet       string    `json:"sheet,omitempty"` // rows clean, attacked; columns strengths
-	// AttackImages is the poisoned concept set the attacked facet was fitted on.
-	AttackImages string `json:"attack_images,omitempty"`
-	// DirectionCosine is, per facet layer, the cosine between the clean and
-	// the attacked facet directions.
-	DirectionCosine    []float64 `json:"direction_cosine,omitempty"`
-	CleanProjection    []float64 `json:"clean_projection,omitempty"`
-	AttackedProjection []float64 `json:"attacked_projection,omitempty"`
-	CleanTarget        []float64 `json:"clean_target,omitempty"`
-	AttackedTarget     []float64 `json:"attacked_target,omitempty"`
-}
-
-func sampleStd(xs []float64) float64 {
-	if len(xs) < 2 {
-		return 0
-	}
-	return stats.StdDev(xs)
-}
+// FacetEntry is the facets stage's result (see package facets).
+type FacetEntry = facets.Entry
 
 // Validate checks what JSON and the charts rely on: per-random-set lists of
 // equal length, finite numbers (JSON has no NaN or Inf), known directions.
@@ -212,7 +60,7 @@ func (r *Results) Validate() error {
 	for i := range r.TCAV {
 		e := &r.TCAV[i]
 		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("%s: %s", e.key(), fmt.Sprintf(format, args...)))
+			errs = append(errs, fmt.Errorf("tcav %s/%s/%s: %s", e.Target, e.Concept, e.Layer, fmt.Sprintf(format, args...)))
 		}
 		if e.Target == "" || e.Concept == "" || e.Layer == "" {
 			bad("empty target, concept or layer")
@@ -259,7 +107,7 @@ func (r *Results) Validate() error {
 	for i := range r.Attack {
 		a := &r.Attack[i]
 		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("%s: %s", a.key(), fmt.Sprintf(format, args...)))
+			errs = append(errs, fmt.Errorf("attack %s/%s/%s %s eps %g: %s", a.Concept, a.Target, a.Layer, a.Goal, a.Eps, fmt.Sprintf(format, args...)))
 		}
 		if nonFinite(a.Eps, a.Linf, a.L2Mean, a.PSNRMean, a.ChangedPrediction) >= 0 {
 			bad("eps %v, linf %v, l2_mean %v, psnr_mean %v, changed_prediction %v: want finite numbers (cap PSNR for unchanged images)",
@@ -376,13 +224,4 @@ func ReadJSON(path string) (*Results, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return &r, nil
-}
-
-// StealthLabel names an attack's stealth setting: "off", or its form and
-// weight ("margin 10").
-func (a AttackEntry) StealthLabel() string {
-	if a.StealthWeight <= 0 {
-		return "off"
-	}
-	return fmt.Sprintf("%s %g", a.StealthForm, a.StealthWeight)
 }

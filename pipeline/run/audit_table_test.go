@@ -417,3 +417,12 @@ func copyDir(t *testing.T, src, dst string, only map[string]bool) {
 		}
 	}
 }
+
+// meanOf is the mean, 0 for none.
+func meanOf(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(max(len(xs), 1))
+}

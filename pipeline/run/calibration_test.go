@@ -86,8 +86,8 @@ func loadedExperiment(t *testing.T, cfg *config.Config) *experiment {
 	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap(), effects: map[string]string{}}
 	e.manifest.Stages, e.manifest.ImageLists = map[string]float64{}, map[string]string{}
 	t.Cleanup(func() {
-		for _, x := range e.onDevice {
-			x.Close()
+		if e.fitter != nil {
+			e.fitter.Close()
 		}
 		if e.model != nil {
 			e.model.Close()
@@ -124,7 +124,7 @@ func (c *calibration) verdict(t *testing.T, concept map[string]*activations.Acti
 		}
 		// The calibrated design's CAVs are fitted for every arm: the
 		// t-tests ignore them, and the cache keeps each fit once.
-		tl, err := c.e.layerCAVs([]*activations.Activations{concept[l]}, randoms, c.e.cavSettings(),
+		tl, err := tcav.FitLayer(c.e.fitter, []*activations.Activations{concept[l]}, randoms, c.e.method,
 			tcav.Significance{Method: stats.Calibrated, Negatives: negatives})
 		if err != nil {
 			t.Fatal(err)

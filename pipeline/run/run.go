@@ -90,8 +90,7 @@ type experiment struct {
 	log     *logrus.Logger
 	device  string
 	model   *model.Model
-	labels  []string
-	classes int
+	classes model.Classes // the model's outputs and their names
 	sets    map[string]activations.Set
 	effects map[string]string // set → what preprocessing does to it
 	extract *activations.Extractor
@@ -99,10 +98,14 @@ type experiment struct {
 	extractors []*activations.Extractor
 	cast       torch.Autocast
 	cache      cache.Cache
-	onDevice   map[string]*cav.Examples // activations uploaded for CAV fitting
-	freshCAVs  map[string]bool          // CAV cache keys written by this run
-	manifest   Manifest
-	results    report.Results
+	fitter     *cav.Fitter // every CAV of the run, and the sets it uploaded
+	method     cav.Method  // tcav.cav
+	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
+	transfer cav.Method
+	stored   *cav.Store  // tcav.cavs_from's CAVs, or nil
+	cavs     *cav.Writer // cavs/ of the run directory
+	manifest Manifest
+	results  report.Results
 }
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
@@ -209,10 +212,16 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err := e.run(); err != nil {
 		return "", err
 	}
+	if e.fitter != nil {
+		e.manifest.CacheHits += e.fitter.Hits
+	}
 	if e.extract != nil {
 		e.manifest.CacheHits += e.extract.Hits
 		e.manifest.ActivationPass = e.extract.Choice
 		e.manifest.GradientPass = e.extract.GradChoice
+	}
+	if err := e.cavs.Close(e.manifest.ImageLists); err != nil {
+		return "", err
 	}
 	e.manifest.End = time.Now().UTC()
 	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
@@ -309,8 +318,8 @@ func (e *experiment) run() error {
 		for _, ex := range e.extractors {
 			ex.Close()
 		}
-		for _, x := range e.onDevice {
-			x.Close()
+		if e.fitter != nil {
+			e.fitter.Close()
 		}
 		if e.model != nil {
 			e.model.Close()
@@ -397,17 +406,18 @@ func (e *experiment) loadModel() error {
 	if err := m.CheckLayers(e.layers()); err != nil {
 		return err
 	}
-	if e.classes, err = m.Classes(e.layers()); err != nil {
+	e.classes.Path = cfg.Model.Labels
+	if e.classes.N, err = m.Prepare(e.layers()); err != nil {
 		return err
 	}
 	if cfg.Model.Labels != "" {
-		if e.labels, err = readLabels(cfg.Model.Labels); err != nil {
+		if e.classes.Labels, err = model.ReadLabels(cfg.Model.Labels); err != nil {
 			return err
 		}
-		if len(e.labels) != e.classes {
-			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.labels), e.classes)
+		if len(e.classes.Labels) != e.classes.N {
+			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.classes.Labels), e.classes.N)
 		}
-		if dup := repeated(e.labels); len(dup) > 0 {
+		if dup := e.classes.Repeated(); len(dup) > 0 {
 			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
 				cfg.Model.Labels, strings.Join(dup, ", "))
 		}
@@ -425,6 +435,28 @@ func (e *experiment) loadModel() error {
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
 	e.cast = cast
 	e.extract = e.extractorFor(m.Input)
+	c := cfg.TCAV.CAV
+	st := cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction}
+	if e.method, err = st.Method(); err != nil {
+		return err
+	}
+	st.Classifier = c.TransferClassifier
+	if e.transfer, err = st.Method(); err != nil {
+		return err
+	}
+	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
+	if e.dir != "" { // not for validate
+		if e.cavs, err = cav.NewWriter(e.dir, hash); err != nil {
+			return err
+		}
+		e.fitter.Record = e.cavs.Add
+	}
+	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
+		if e.stored, err = cav.Open(from, hash); err != nil {
+			return fmt.Errorf("tcav.cavs_from: %w", err)
+		}
+		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(e.stored.Index.CAVs), e.stored.Dir)
+	}
 	return nil
 }
 
@@ -481,7 +513,15 @@ func (e *experiment) layers() []string {
 // listImages chooses every set's images and hashes the lists.
 func (e *experiment) listImages() error {
 	cfg := e.cfg
-	names := append(append([]string(nil), cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...)
+	// Stored CAVs need no concept or random images; other stages may.
+	var names []string
+	if cfg.TCAV.CAVsFrom == "" {
+		names = append(names, cfg.TCAV.Concepts...)
+	}
+	randoms := cfg.TCAV.CAVsFrom == "" || len(cfg.Attack) > 0 || len(cfg.Facets) > 0 || cfg.Audit.Enabled
+	if randoms {
+		names = append(names, cfg.TCAV.Random.Sets...)
+	}
 	for _, t := range e.targets() {
 		names = append(names, e.classSet(t))
 	}
@@ -494,8 +534,10 @@ func (e *experiment) listImages() error {
 	for _, f := range cfg.Facets {
 		names = append(names, f.Facet)
 	}
-	if err := e.drawRandomSets(); err != nil {
-		return err
+	if randoms {
+		if err := e.drawRandomSets(); err != nil {
+			return err
+		}
 	}
 	if cfg.Audit.Enabled {
 		names = append(names, cfg.Audit.Concepts...)
@@ -516,59 +558,7 @@ func (e *experiment) classSet(target string) string {
 }
 
 // classIndex resolves a target written as a label name or an index.
-func (e *experiment) classIndex(target string) (int, error) {
-	var found []int
-	for i, l := range e.labels {
-		if l == target {
-			found = append(found, i)
-		}
-	}
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) > 1:
-		return 0, fmt.Errorf("target %q names %d classes in the labels file %s (indices %s); give the index instead",
-			target, len(found), e.cfg.Model.Labels, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(found)), ", "), "[]"))
-	}
-	if i, err := strconv.Atoi(target); err == nil {
-		if i < 0 || i >= e.classes {
-			return 0, fmt.Errorf("target %d is out of range: the model has %d outputs", i, e.classes)
-		}
-		return i, nil
-	}
-	if e.labels == nil {
-		return 0, fmt.Errorf("target %q is not a class index and model.labels is not set", target)
-	}
-	return 0, fmt.Errorf("target %q is not in the labels file %s", target, e.cfg.Model.Labels)
-}
-
-func readLabels(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("model.labels: %w", err)
-	}
-	var out []string
-	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-		out = append(out, strings.TrimSpace(line))
-	}
-	if len(out) == 0 || (len(out) == 1 && out[0] == "") {
-		return nil, fmt.Errorf("model.labels %s is empty", path)
-	}
-	return out, nil
-}
-
-// repeated are the names that occur more than once, in order of first
-// occurrence (ImageNet's labels have "crane" and "maillot" twice).
-func repeated(names []string) []string {
-	count := map[string]int{}
-	var out []string
-	for _, n := range names {
-		if count[n]++; count[n] == 2 && n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+func (e *experiment) classIndex(target string) (int, error) { return e.classes.Index(target) }
 
 // FileHash is the SHA-256 of a file, as the manifest records the model.
 func FileHash(path string) (string, error) { return images.FileSHA256(path) }

@@ -43,7 +43,7 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 	}
 	t := cfg.TCAV
 	r := len(t.Random.Sets)
-	fmt.Fprintf(w, "model    %s on %s, %d classes, input 3x%dx%d\n", cfg.Model.Path, e.device, e.classes, cfg.Model.Input.Size[0], cfg.Model.Input.Size[1])
+	fmt.Fprintf(w, "model    %s on %s, %d classes, input 3x%dx%d\n", cfg.Model.Path, e.device, e.classes.N, cfg.Model.Input.Size[0], cfg.Model.Input.Size[1])
 	in := cfg.Model.Input
 	prep := fmt.Sprintf("resized straight to %dx%d", in.Size[1], in.Size[0])
 	if in.Crop == config.CropCenter {
@@ -99,7 +99,11 @@ func (e *experiment) checkSplits() error {
 		names = append(names, f.Facet)
 	}
 	for _, name := range names {
-		n := len(e.sets[name].Files)
+		set, listed := e.sets[name]
+		if !listed { // not read: tcav.cavs_from
+			continue
+		}
+		n := len(set.Files)
 		if test := int(math.Round(tf * float64(n))); test < 1 || n-test < 1 {
 			need := 2
 			for t := int(math.Round(tf * float64(need))); t < 1 || need-t < 1; t = int(math.Round(tf * float64(need))) {

@@ -8,7 +8,6 @@ import (
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/cav"
-	"github.com/cavforge/cavforge/pipeline/report"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
 
@@ -115,7 +114,7 @@ func (sig Significance) Threshold(concepts int) float64 {
 }
 
 // Entries scores every concept of l and tests it against the random baseline.
-func Entries(device string, l Layer, sig Significance) ([]report.TCAVEntry, error) {
+func Entries(device string, l Layer, sig Significance) ([]Entry, error) {
 	design := NewDesign(len(l.Randoms), sig.Negatives)
 	var pairs [][2]int
 	all := append([]*cav.CAV(nil), l.Baseline...)
@@ -142,11 +141,11 @@ func Entries(device string, l Layer, sig Significance) ([]report.TCAVEntry, erro
 		randomScores[i], _ = Score(sens[i])
 	}
 	threshold := sig.Threshold(len(l.Concepts))
-	var out []report.TCAVEntry
+	var out []Entry
 	k := len(l.Baseline)
 	conceptSens := map[string][][]float64{}
 	for _, c := range l.Concepts {
-		e := report.TCAVEntry{Target: l.Target, Concept: c, Layer: l.Layer, RandomSets: l.Randoms,
+		e := Entry{Target: l.Target, Concept: c, Layer: l.Layer, RandomSets: l.Randoms,
 			RandomScores: randomScores}
 		for _, v := range l.CAVs[c] {
 			score, mag := Score(sens[k])
@@ -184,7 +183,7 @@ func Entries(device string, l Layer, sig Significance) ([]report.TCAVEntry, erro
 		}
 		_, centre, _ := stats.RankTest(obs, null)
 		e.Record(stats.Calibrated, threshold, sg)
-		e.Null = &report.Null{Statistic: obs, Centre: centre, Negatives: design.Negatives(), Means: null}
+		e.Null = &Null{Statistic: obs, Centre: centre, Negatives: design.Negatives(), Means: null}
 	}
 	return out, nil
 }
