@@ -52,6 +52,9 @@ type Spec struct {
 	// is judged with too.
 	Method, Transfer cav.Method
 	Seed             int64 // the run's
+	// Variant tells this attack's folders from those of an earlier attack
+	// on the same concept, target, layer and budget ("" when none is).
+	Variant string
 }
 
 // Extractor is what the attack needs of the activations.
@@ -168,7 +171,7 @@ func (st *Stage) Run(a Spec) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		rel := Dir(set.Name, a.Target, a.Layer, eps)
+		rel := Dir(set.Name, a.Target, a.Layer, eps, a.Variant)
 		name := filepath.Base(rel)
 		written, err := WritePoisoned(filepath.Join(st.Dir, rel), res.Images)
 		if err != nil {
@@ -262,10 +265,15 @@ func (st *Stage) Run(a Spec) ([]Entry, error) {
 	return out, nil
 }
 
-// Dir is the run-relative folder of an attack's images at one budget.
-func Dir(concept, target, layer string, eps float64) string {
-	return filepath.ToSlash(filepath.Join("attack", fmt.Sprintf("%s-%s-%s-eps%s",
-		concept, target, layer, strconv.FormatFloat(eps, 'g', -1, 64))))
+// Dir is the run-relative folder of an attack's images at one budget;
+// variant, when not empty, is appended to tell two attacks apart that
+// would otherwise share it (say, with and without stealth).
+func Dir(concept, target, layer string, eps float64, variant string) string {
+	name := fmt.Sprintf("%s-%s-%s-eps%s", concept, target, layer, strconv.FormatFloat(eps, 'g', -1, 64))
+	if variant != "" {
+		name += "-" + variant
+	}
+	return filepath.ToSlash(filepath.Join("attack", name))
 }
 
 // jpegQuality is the re-encoding an analyst's pipeline commonly applies.

@@ -103,7 +103,6 @@ func (c *Config) validate(v *validator) {
 	for i := range c.Attack {
 		c.validateAttack(v, i)
 	}
-	c.validateAttackFolders(v)
 	c.validateAudit(v)
 	for i := range c.Facets {
 		c.validateFacet(v, i)
@@ -165,28 +164,6 @@ func (c *Config) validateTCAV(v *validator) {
 	v.check(sig.Alpha > 0 && sig.Alpha < 1, "tcav.significance.alpha", "%v must be > 0 and < 1", sig.Alpha)
 	v.oneOf("tcav.significance.test", sig.Test, TestCalibrated, TestTwoSample, TestOneSample)
 	v.check(sig.Negatives >= 0, "tcav.significance.negatives", "%d must be >= 0 (0: all)", sig.Negatives)
-}
-
-// validateAttackFolders rejects two attacks that would write one folder
-// (attack/CONCEPT-TARGET-LAYER-epsEPS): the second would replace the first's
-// poisoned images while results.json still pointed both at them.
-func (c *Config) validateAttackFolders(v *validator) {
-	type folder struct {
-		concept, target, layer string
-		eps                    float64
-	}
-	first := map[folder]int{}
-	for i, a := range c.Attack {
-		for _, e := range a.Eps {
-			f := folder{a.Concept, a.Target, a.Layer, e}
-			if j, ok := first[f]; ok {
-				v.check(false, fmt.Sprintf("attack.%d.eps", i), "%v: attack.%d already poisons %s for %s at %s with this budget, into the same folder",
-					e, j, a.Concept, a.Target, a.Layer)
-				continue
-			}
-			first[f] = i
-		}
-	}
 }
 
 func (c *Config) validateAttack(v *validator, i int) {

@@ -69,9 +69,6 @@ func TestValidate(t *testing.T) {
 		{"adaptive alignment with collision", []string{"attack.0.objective=feature-collision",
 			"attack.0.adaptive={purifications: [blur], alignment_weight: 100}"}, "attack.0.adaptive.alignment_weight", "needs objective tcav-surrogate"},
 		{"adaptive alignment without purifications", []string{"attack.0.adaptive.alignment_weight=5"}, "attack.0.adaptive.alignment_weight", "needs adaptive.purifications"},
-		{"two attacks into one folder", []string{"attack=[{concept: striped, target: zebra, layer: l1, eps: [0.01, 0.02]}, " +
-			"{concept: striped, target: zebra, layer: l1, eps: [0.02], adaptive: {purifications: [blur]}}]"},
-			"attack.1.eps", "attack.0 already poisons striped for zebra at l1 with this budget"},
 		{"adaptive shift negative", []string{"attack.0.adaptive={purifications: [blur], shift_weight: -1}"}, "attack.0.adaptive.shift_weight", "must be >= 0"},
 		{"attack target", []string{"attack.0.target="}, "attack.0.target", "required"},
 		{"attack layer", []string{"attack.0.layer="}, "attack.0.layer", "required"},

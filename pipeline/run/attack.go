@@ -2,6 +2,7 @@ package run
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/attack"
@@ -16,8 +17,10 @@ func (e *experiment) attacks() error {
 	st := &attack.Stage{Model: e.model, Extract: e.extract, Judge: e.judge(), Dir: e.dir,
 		BatchSize: e.cfg.Data.BatchSize, SkipBad: e.cfg.Data.SkipBadImages, Log: e.log, Progress: e.opts.Progress,
 		Preprocess: func(in model.Input) attack.Extractor { return e.extractorFor(in) }}
-	for _, a := range e.cfg.Attack {
-		entries, err := st.Run(e.attackSpec(a))
+	for i, a := range e.cfg.Attack {
+		spec := e.attackSpec(a)
+		spec.Variant = attackVariant(e.cfg.Attack, i)
+		entries, err := st.Run(spec)
 		if err != nil {
 			return fmt.Errorf("attack %s→%s at %s: %w", a.Concept, a.Target, a.Layer, err)
 		}
@@ -48,6 +51,21 @@ func (e *experiment) attackSpec(a config.Attack) attack.Spec {
 		spec.Toward = &t
 	}
 	return spec
+}
+
+// attackVariant names attack i's folders apart ("attack<i>") when an
+// earlier attack poisons the same concept for the same target at the same
+// layer with a budget in common: without it the later one would replace
+// the earlier one's files while results.json still pointed both at them.
+func attackVariant(attacks []config.Attack, i int) string {
+	a := attacks[i]
+	for _, b := range attacks[:i] {
+		if b.Concept == a.Concept && b.Target == a.Target && b.Layer == a.Layer &&
+			slices.ContainsFunc(a.Eps, func(e float64) bool { return slices.Contains(b.Eps, e) }) {
+			return fmt.Sprintf("attack%d", i)
+		}
+	}
+	return ""
 }
 
 // adaptiveOf is the attack's adaptive option, nil when it is off.

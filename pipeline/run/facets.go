@@ -112,19 +112,20 @@ func (e *experiment) facetTarget(t config.FacetTarget) (facets.Objective, error)
 // largest budget, named as the attack stage names it.
 func (e *experiment) attackedSetDir(f config.Facet) (string, error) {
 	var chosen *config.Attack
+	index := -1
 	for i, a := range e.cfg.Attack {
 		if a.Concept != f.Facet || len(a.Eps) == 0 {
 			continue
 		}
 		if chosen == nil || (chosen.Target != f.Target.Class && a.Target == f.Target.Class) {
-			chosen = &e.cfg.Attack[i]
+			chosen, index = &e.cfg.Attack[i], i
 		}
 	}
 	if chosen == nil {
 		return "", fmt.Errorf("compare_attack: no attack on concept %q", f.Facet)
 	}
 	eps := slices.Max(chosen.Eps)
-	return attack.Dir(chosen.Concept, chosen.Target, chosen.Layer, eps), nil
+	return attack.Dir(chosen.Concept, chosen.Target, chosen.Layer, eps, attackVariant(e.cfg.Attack, index)), nil
 }
 
 func targetName(t config.FacetTarget) string {

@@ -16,8 +16,9 @@ import (
 // budget is recounted from the files: every poisoned PNG and its original,
 // decoded and classified afresh, and the share of argmax changes must be
 // the one in results.json, without stealth (where many change) and with it
-// (where none may). One attack per run: see the report of issue 16 on two
-// attacks that differ only in stealth sharing one folder.
+// (where none may). Both attacks run in one run and differ only in
+// stealth: each must write its own folder (a shared one once held the
+// stealth attack's files under both entries).
 func TestChangedPredictionShareIsRecountedFromTheWrittenFiles(t *testing.T) {
 	// The preprocessing demoConfig writes, spelled out here.
 	m, err := model.Load(filepath.Join(demo, "model.pt"), "cpu",
@@ -50,15 +51,19 @@ func TestChangedPredictionShareIsRecountedFromTheWrittenFiles(t *testing.T) {
 		}
 		return best
 	}
-	for _, tc := range []struct{ name, stealth string }{{"without stealth", ""}, {"with stealth", ", stealth: {weight: 10}"}} {
-		cfg := demoConfig(t, "", attackConfig(t,
-			`[{concept: striped, target: zebra, layer: block3, goal: suppress, eps: [0.0314], step: 0.004, steps: 30`+tc.stealth+`}]`)...)
-		out := filepath.Join(t.TempDir(), "run")
-		res, _ := mustRun(t, cfg, out)
-		if len(res.Attack) != 1 {
-			t.Fatalf("%s: %d attack entries, want 1", tc.name, len(res.Attack))
-		}
-		a := res.Attack[0]
+	cases := []struct{ name, stealth string }{{"without stealth", ""}, {"with stealth", ", stealth: {weight: 10}"}}
+	attack := `{concept: striped, target: zebra, layer: block3, goal: suppress, eps: [0.0314], step: 0.004, steps: 30`
+	cfg := demoConfig(t, "", attackConfig(t, "["+attack+cases[0].stealth+"}, "+attack+cases[1].stealth+"}]")...)
+	out := filepath.Join(t.TempDir(), "run")
+	res, _ := mustRun(t, cfg, out)
+	if len(res.Attack) != 2 {
+		t.Fatalf("%d attack entries, want 2", len(res.Attack))
+	}
+	if res.Attack[0].Images == res.Attack[1].Images {
+		t.Fatalf("both attacks wrote their images to %s", res.Attack[0].Images)
+	}
+	for i, tc := range cases {
+		a := res.Attack[i]
 		b, err := os.ReadFile(filepath.Join(out, a.Images, "poisoned.json"))
 		if err != nil {
 			t.Fatal(err)
