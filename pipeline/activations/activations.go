@@ -27,10 +27,13 @@ type Set struct {
 // layer's output (or its gradient) flattened to D = product of Shape.
 type Activations struct {
 	Set, Layer string
-	Hash       string  // of the set's image list: what the values are of
-	Shape      []int64 // per example
-	N          int
-	Data       []float32 // N×D, row-major
+	Hash       string // of the set's image list: what the values are of
+	// Model is the extractor's ModelKey (model, preprocessing, precision,
+	// device): what the values are through. Empty when unknown.
+	Model string
+	Shape []int64 // per example
+	N     int
+	Data  []float32 // N×D, row-major
 }
 
 // Dim is the number of features per example.
@@ -182,7 +185,7 @@ func (e *Extractor) cached(key string, set Set, layer string) (*Activations, boo
 		return nil, false, nil
 	}
 	e.Hits++
-	return &Activations{Set: set.Name, Hash: set.Hash, Layer: layer, Shape: shape[1:], N: int(shape[0]), Data: data}, true, nil
+	return &Activations{Set: set.Name, Hash: set.Hash, Model: e.ModelKey, Layer: layer, Shape: shape[1:], N: int(shape[0]), Data: data}, true, nil
 }
 
 func (e *Extractor) store(key string, a *Activations) error {
@@ -202,7 +205,7 @@ func (e *Extractor) run(set Set, layers []string, pass func(*torch.Scope, *torch
 	defer l.stop()
 	res := make([]*Activations, len(layers))
 	for i, l := range layers {
-		res[i] = &Activations{Set: set.Name, Hash: set.Hash, Layer: l}
+		res[i] = &Activations{Set: set.Name, Hash: set.Hash, Model: e.ModelKey, Layer: l}
 	}
 	bar := e.Progress.New("images of "+set.Name, len(set.Files))
 	defer bar.Done()

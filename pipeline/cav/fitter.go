@@ -58,10 +58,12 @@ func Baseline(randoms []*activations.Activations) []Pair {
 // hits. With Force it recomputes what the cache holds, except what this
 // Fitter wrote itself.
 type Fitter struct {
-	Device   string
-	Cache    cache.Cache
-	ModelKey string // of the activations' model and preprocessing
-	Seed     int64  // the run's; each CAV's own is derived from it (Seed)
+	Device string
+	Cache  cache.Cache
+	// ModelKey is the run's model and preprocessing: the key of
+	// activations that carry none, and the only CAVs handed to Record.
+	ModelKey string
+	Seed     int64 // the run's; each CAV's own is derived from it (Seed)
 	Force    bool
 	Hits     int
 	// Record, when set, receives each distinct CAV returned, in the order
@@ -117,13 +119,18 @@ func (f *Fitter) FitAll(pairs []Pair, m Method) ([]*CAV, error) {
 	}
 	out := make([]*CAV, len(pairs))
 	keys := make([]string, len(pairs))
+	other := map[string]bool{} // keys of CAVs seen through other preprocessing: not the run's
 	var misses []*miss
 	byKey := map[string]*miss{}
 	for i, p := range pairs {
 		concept, random := p.Concept, p.Random
 		seed := Seed(f.Seed, concept.Set, random.Set, concept.Layer)
-		key := cache.Key("cav/v2", f.ModelKey, concept.Layer, concept.Hash, random.Hash, m.key, fmt.Sprint(seed))
+		through := f.through(concept, random)
+		key := cache.Key("cav/v2", through, concept.Layer, concept.Hash, random.Hash, m.key, fmt.Sprint(seed))
 		keys[i] = key
+		if through != f.ModelKey {
+			other[key] = true
+		}
 		if mm, dup := byKey[key]; dup {
 			mm.outs = append(mm.outs, i)
 			continue
@@ -195,7 +202,7 @@ func (f *Fitter) FitAll(pairs []Pair, m Method) ([]*CAV, error) {
 			out[i].Seed = Seed(f.Seed, p.Concept.Set, p.Random.Set, p.Concept.Layer)
 			out[i].ConceptImages, out[i].RandomImages = p.Concept.Hash, p.Random.Hash
 		}
-		if !f.returned[keys[i]] {
+		if !other[keys[i]] && !f.returned[keys[i]] {
 			f.returned[keys[i]] = true
 			if f.Record != nil {
 				if err := f.Record(out[i]); err != nil {
@@ -207,9 +214,29 @@ func (f *Fitter) FitAll(pairs []Pair, m Method) ([]*CAV, error) {
 	return out, nil
 }
 
+// through is the model key of a pair's activations: the run's, unless they
+// were extracted through other preprocessing (the attack's transfer check),
+// whose CAVs must not be read for the run's or the other way round.
+func (f *Fitter) through(concept, random *activations.Activations) string {
+	k := f.ModelKey
+	if concept.Model != "" {
+		k = concept.Model
+	}
+	if random.Model != "" && random.Model != k {
+		k += "\x00" + random.Model
+	}
+	return k
+}
+
+// deviceKey names a's device copy: the same images through another
+// preprocessing are other values.
+func deviceKey(a *activations.Activations) string {
+	return a.Model + "\x00" + a.Hash + "\x00" + a.Layer
+}
+
 // examples returns a's device copy, uploading it on first use.
 func (f *Fitter) examples(a *activations.Activations) (*Examples, error) {
-	key := a.Hash + "\x00" + a.Layer
+	key := deviceKey(a)
 	if x, ok := f.onDevice[key]; ok {
 		return x, nil
 	}
@@ -226,7 +253,7 @@ func (f *Fitter) examples(a *activations.Activations) (*Examples, error) {
 
 // Release frees a's device copy now, for sets used once (a perturbed set).
 func (f *Fitter) Release(a *activations.Activations) {
-	key := a.Hash + "\x00" + a.Layer
+	key := deviceKey(a)
 	if x, ok := f.onDevice[key]; ok {
 		x.Close()
 		delete(f.onDevice, key)

@@ -66,3 +66,43 @@ func TestFitterCachesForcesOnceAndRecordsEachCAVOnce(t *testing.T) {
 		t.Errorf("force: %d hits when asked again, want 1 (what it wrote itself)", forced.Hits)
 	}
 }
+
+// The same images seen through other preprocessing (the attack's transfer
+// check) are other activations: their CAV is fitted on their own values,
+// not read from the run's CAV of the same image lists, neither from the
+// cache nor from the device copy, and it is not written to cavs/.
+func TestSameImagesThroughOtherPreprocessingGetTheirOwnCAV(t *testing.T) {
+	m, err := Settings{Classifier: "mean-diff", TestFraction: 0.33}.Method()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Fitter{Device: "cpu", Cache: cache.Cache{Dir: t.TempDir()}, ModelKey: "run", Seed: 7}
+	defer f.Close()
+	var recorded int
+	f.Record = func(*CAV) error { recorded++; return nil }
+	// Through the run's preprocessing the concept sits along axis 0,
+	// through the other along axis 1.
+	c := gaussian("c", 30, shifted(4, 3), 0.5, 1)
+	r := gaussian("r", 30, make([]float32, 4), 0.5, 2)
+	c.Hash, r.Hash, c.Model, r.Model = "hc", "hr", "run", "run"
+	alongY := make([]float32, 4)
+	alongY[1] = 3
+	c2 := gaussian("c", 30, alongY, 0.5, 1)
+	r2 := gaussian("r", 30, make([]float32, 4), 0.5, 2)
+	c2.Hash, r2.Hash, c2.Model, r2.Model = "hc", "hr", "other", "other"
+
+	run, err := f.Fit(c, r, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alt, err := f.Fit(c2, r2, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Vector[0] < 0.9 || alt.Vector[1] < 0.9 {
+		t.Errorf("CAVs %v and %v: want the first along axis 0 and the second along axis 1", run.Vector, alt.Vector)
+	}
+	if f.Hits != 0 || recorded != 1 {
+		t.Errorf("%d cache hits and %d CAVs recorded; want 0 and 1 (the run's)", f.Hits, recorded)
+	}
+}
