@@ -47,7 +47,7 @@ func Load(path string, overrides []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := parseDocument(path, data)
+	root, err := parseDocument(path, "config", data)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (d *decoder) build(root *yaml.Node, overrides []string, dir string) (*Confi
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 // parseDocument parses one YAML document into its top-level mapping.
-func parseDocument(path string, data []byte) (*yaml.Node, error) {
+func parseDocument(path, kind string, data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
@@ -140,14 +140,14 @@ func parseDocument(path string, data []byte) (*yaml.Node, error) {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: a config is one YAML document; found another", path, extra.Line)
+		return nil, fmt.Errorf("%s:%d: a %s is one YAML document; found another", path, extra.Line, kind)
 	}
 	if len(doc.Content) == 0 {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode && !isNull(root) {
-		return nil, fmt.Errorf("%s:%d: want a mapping of config keys at the top level", path, root.Line)
+		return nil, fmt.Errorf("%s:%d: want a mapping of %s keys at the top level", path, root.Line, kind)
 	}
 	if isNull(root) {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
@@ -215,6 +215,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 	n = deref(n)
 	if key != "" {
 		d.pos[key] = d.where(n)
+	}
+	if keepNode(n, v) {
+		return nil
 	}
 	if isNull(n) {
 		return nil

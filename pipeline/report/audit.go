@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/audit"
+	"github.com/cavforge/cavforge/pipeline/present"
 )
 
 // AuditEntry is the audit stage's result (see package audit).
@@ -32,9 +33,9 @@ func auditRows(entries []AuditEntry) []auditRow {
 		r := auditRow{Concept: e.Concept, Images: e.Images, Target: e.Target, Layer: e.Layer,
 			Verdict: "not suspicious", Score: fmt.Sprintf("%.2f / %.2f", e.Score, e.Threshold),
 			FalseAlarm: fmt.Sprintf("%.0f%% of %d", 100*e.FalseAlarmRate, len(e.RandomSignals["tcav_shift"])),
-			Plain:      scoreText(e.Plain), PlainClass: verdictOf(e.Plain.Significant, e.Plain.Direction).class(),
+			Plain:      scoreText(e.Plain), PlainClass: verdictClass(present.VerdictOf(e.Plain.Significant, e.Plain.Direction)),
 			Robust:      scoreText(e.Robust) + " (" + e.RobustBy + ")",
-			RobustClass: verdictOf(e.Robust.Significant, e.Robust.Direction).class(), Shifted: e.MostShifted}
+			RobustClass: verdictClass(present.VerdictOf(e.Robust.Significant, e.Robust.Direction)), Shifted: e.MostShifted}
 		if e.Suspicious {
 			r.Verdict, r.Class = "SUSPICIOUS", "flagged"
 		}

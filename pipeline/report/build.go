@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
 
@@ -167,15 +168,15 @@ func render(runDir string, r *Results) error {
 			for _, tr := range e.Transfer {
 				transfer = append(transfer, transferCell{What: tr.Kind + ": " + tr.Setting,
 					Before: scoreText(tr.Before), After: scoreText(tr.After),
-					AfterClass: verdictOf(tr.After.Significant, tr.After.Direction).class()})
+					AfterClass: verdictClass(present.VerdictOf(tr.After.Significant, tr.After.Direction))})
 			}
 			sec.Rows = append(sec.Rows, attackRow{
 				Transfer:    transfer,
 				Eps:         formatFloat(e.Eps),
 				Before:      scoreText(e.Before),
-				BeforeClass: verdictOf(e.Before.Significant, e.Before.Direction).class(),
+				BeforeClass: verdictClass(present.VerdictOf(e.Before.Significant, e.Before.Direction)),
 				After:       scoreText(e.After),
-				AfterClass:  verdictOf(e.After.Significant, e.After.Direction).class(),
+				AfterClass:  verdictClass(present.VerdictOf(e.After.Significant, e.After.Direction)),
 				Linf:        fmt.Sprintf("%.4g", e.Linf),
 				L2:          fmt.Sprintf("%.4g", e.L2Mean),
 				PSNR:        fmt.Sprintf("%.1f", e.PSNRMean),

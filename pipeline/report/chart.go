@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"image/color"
@@ -14,69 +13,16 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
-	"github.com/cavforge/cavforge/pipeline/tcav"
-	"gonum.org/v1/plot/vg/vgimg"
-
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/stats"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
-
-// Chart resolution. 150 dpi keeps text crisp in the HTML report while a
-// chart stays well under 100 kB.
-const chartDPI = 150
-
-// verdict is how a result must be read; charts and tables style by it so
-// that only a significant-above concept looks important.
-type verdict int
-
-const (
-	important     verdict = iota // significant, above the random baseline
-	belowBaseline                // significant, below the random baseline
-	notSignificant
-)
-
-func verdictOf(significant bool, d stats.Direction) verdict {
-	switch {
-	case !significant:
-		return notSignificant
-	case d == stats.Below:
-		return belowBaseline
-	default:
-		return important
-	}
-}
-
-// mark is the short label drawn on a bar or point.
-func (v verdict) mark() string {
-	switch v {
-	case belowBaseline:
-		return "below"
-	case notSignificant:
-		return "n.s."
-	}
-	return "*"
-}
 
 var (
-	colImportant = color.NRGBA{R: 0x1f, G: 0x5f, B: 0xa8, A: 0xff} // strong blue
-	colBelow     = color.NRGBA{R: 0xe8, G: 0xd3, B: 0xb0, A: 0xff} // pale sand
-	colBelowEdge = color.NRGBA{R: 0x9a, G: 0x7a, B: 0x4a, A: 0xff}
-	colNS        = color.NRGBA{R: 0xe4, G: 0xe4, B: 0xe4, A: 0xff} // light grey
-	colNSEdge    = color.NRGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}
-	colBaseline  = color.NRGBA{R: 0xc0, G: 0x20, B: 0x20, A: 0xff}
-	colBand      = color.NRGBA{R: 0xc0, G: 0x20, B: 0x20, A: 0x30}
-	colAfter     = color.NRGBA{R: 0xd0, G: 0x60, B: 0x10, A: 0xff}
-	colText      = color.NRGBA{A: 0xff}
+	colBaseline = color.NRGBA{R: 0xc0, G: 0x20, B: 0x20, A: 0xff}
+	colBand     = color.NRGBA{R: 0xc0, G: 0x20, B: 0x20, A: 0x30}
+	colAfter    = color.NRGBA{R: 0xd0, G: 0x60, B: 0x10, A: 0xff}
 )
-
-func (v verdict) colors() (fill, edge color.Color) {
-	switch v {
-	case belowBaseline:
-		return colBelow, colBelowEdge
-	case notSignificant:
-		return colNS, colNSEdge
-	}
-	return colImportant, colText
-}
 
 // baseline is the random-vs-random score distribution a result is tested
 // against.
@@ -121,9 +67,9 @@ func TCAVChart(target, layer string, entries []TCAVEntry) ([]byte, error) {
 	top := 1.0
 	for i, e := range entries {
 		names[i] = e.Concept
-		v := verdictOf(e.Significant, e.Direction)
-		label := v.mark()
-		if v == important {
+		v := present.VerdictOf(e.Significant, e.Direction)
+		label := v.Mark()
+		if v == present.Important {
 			label = "p=" + formatP(e.PValue)
 		}
 		bars.bars = append(bars.bars, bar{mean: e.Mean, std: e.Std, verdict: v, label: label})
@@ -148,12 +94,12 @@ func TCAVChart(target, layer string, entries []TCAVEntry) ([]byte, error) {
 		legend.Add(fmt.Sprintf("random baseline %.2f ± %.2f", b.mean, b.std), band)
 	}
 	p.Add(bars)
-	legend.Add("significant, above baseline", swatch{important})
-	legend.Add("significant, below baseline", swatch{belowBaseline})
-	legend.Add("not significant (n.s.)", swatch{notSignificant})
+	legend.Add("significant, above baseline", present.Swatch{Verdict: present.Important})
+	legend.Add("significant, below baseline", present.Swatch{Verdict: present.BelowBaseline})
+	legend.Add("not significant (n.s.)", present.Swatch{Verdict: present.NotSignificant})
 
 	width := vg.Length(math.Max(4.5, 0.9*float64(len(entries)))) * vg.Inch
-	return renderPNG(p, &legend, width, 4*vg.Inch)
+	return present.RenderPNG(p, &legend, width, 4*vg.Inch)
 }
 
 // AttackChart draws one attack (one concept, target, layer, goal, objective
@@ -230,13 +176,13 @@ func AttackChart(entries []AttackEntry, baselineFallback *float64) ([]byte, erro
 		color          color.Color
 		filled, hollow draw.GlyphDrawer
 	}{
-		{"before attack", func(e AttackEntry) AttackScore { return e.Before }, colImportant, draw.CircleGlyph{}, draw.RingGlyph{}},
+		{"before attack", func(e AttackEntry) AttackScore { return e.Before }, present.ImportantColor, draw.CircleGlyph{}, draw.RingGlyph{}},
 		{"after attack", func(e AttackEntry) AttackScore { return e.After }, colAfter, draw.BoxGlyph{}, draw.SquareGlyph{}},
 	} {
 		pts := make(scoredPoints, len(entries))
 		for i, e := range entries {
 			sc := s.score(e)
-			pts[i] = scoredPoint{x: e.Eps, y: sc.Mean, std: sc.Std, verdict: verdictOf(sc.Significant, sc.Direction)}
+			pts[i] = scoredPoint{x: e.Eps, y: sc.Mean, std: sc.Std, verdict: present.VerdictOf(sc.Significant, sc.Direction)}
 		}
 		line, err := plotter.NewLine(pts)
 		if err != nil {
@@ -257,7 +203,7 @@ func AttackChart(entries []AttackEntry, baselineFallback *float64) ([]byte, erro
 	legend.Add("not significant (n.s.)", glyphThumb{draw.GlyphStyle{Color: neutral, Radius: vg.Points(4), Shape: draw.RingGlyph{}}})
 
 	width := vg.Length(math.Max(4.5, 1.2*float64(len(entries)))) * vg.Inch
-	return renderPNG(p, &legend, width, 4*vg.Inch)
+	return present.RenderPNG(p, &legend, width, 4*vg.Inch)
 }
 
 func allEqualY(pts plotter.XYs) bool {
@@ -269,39 +215,9 @@ func allEqualY(pts plotter.XYs) bool {
 	return true
 }
 
-// legendWidth is the strip right of the plot area that holds the legend, so
-// that it never covers a bar.
-const legendWidth = 2.6 * vg.Inch
-
-// renderPNG draws the title across the whole image (a long title would be
-// clipped if centred over the plot area alone), the plot below it and the
-// legend in a strip to its right.
-func renderPNG(p *plot.Plot, legend *plot.Legend, plotWidth, height vg.Length) ([]byte, error) {
-	img := vgimg.NewWith(vgimg.UseWH(plotWidth+legendWidth, height), vgimg.UseDPI(chartDPI))
-	dc := draw.New(img)
-
-	title := p.Title.TextStyle
-	title.Font.Size = vg.Points(11)
-	title.XAlign, title.YAlign = text.XCenter, text.YTop
-	titleHeight := title.Rectangle(p.Title.Text).Size().Y + vg.Points(8)
-	dc.FillText(title, vg.Point{X: dc.Center().X, Y: dc.Max.Y - vg.Points(4)}, p.Title.Text)
-	p.Title.Text = ""
-
-	body := draw.Crop(dc, 0, 0, 0, -titleHeight)
-	p.Draw(draw.Crop(body, 0, -legendWidth, 0, 0))
-	legend.TextStyle.Font.Size = vg.Points(9)
-	legend.Padding = vg.Points(4)
-	legend.Draw(draw.Crop(body, plotWidth+vg.Points(10), 0, 0, -vg.Points(12)))
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
-		return nil, fmt.Errorf("encode chart: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
 type bar struct {
 	mean, std float64
-	verdict   verdict
+	verdict   present.Verdict
 	label     string
 }
 
@@ -323,15 +239,15 @@ func (b *conceptBars) Plot(c draw.Canvas, plt *plot.Plot) {
 		x := float64(i)
 		x0, x1 := trX(x-b.width/2), trX(x+b.width/2)
 		y0, y1 := trY(0), trY(br.mean)
-		fill, edge := br.verdict.colors()
+		fill, edge := br.verdict.Colors()
 		rect := []vg.Point{{X: x0, Y: y0}, {X: x1, Y: y0}, {X: x1, Y: y1}, {X: x0, Y: y1}}
 		c.FillPolygon(fill, c.ClipPolygonY(rect))
-		if br.verdict == notSignificant {
-			hatch(&c, x0, y0, x1, y1, edge)
+		if br.verdict == present.NotSignificant {
+			present.Hatch(&c, x0, y0, x1, y1, edge)
 		}
 		c.StrokeLines(draw.LineStyle{Color: edge, Width: vg.Points(0.8)}, c.ClipLinesY(append(rect, rect[0]))...)
 
-		errStyle := draw.LineStyle{Color: colText, Width: vg.Points(1)}
+		errStyle := draw.LineStyle{Color: present.TextColor, Width: vg.Points(1)}
 		lo, hi := trY(br.mean-br.std), trY(br.mean+br.std)
 		xc, capW := trX(x), (x1-x0)/6
 		c.StrokeLines(errStyle, c.ClipLinesY(
@@ -343,45 +259,12 @@ func (b *conceptBars) Plot(c draw.Canvas, plt *plot.Plot) {
 	}
 }
 
-// hatch fills the rectangle with 45° lines.
-func hatch(c *draw.Canvas, x0, y0, x1, y1 vg.Length, col color.Color) {
-	if y1 < y0 {
-		y0, y1 = y1, y0
-	}
-	w, h := x1-x0, y1-y0
-	step := vg.Points(5)
-	var lines [][]vg.Point
-	// Line k: (x0+k+t, y0+t) for t in [0, h], kept inside x0..x1.
-	for k := -h; k < w; k += step {
-		t0, t1 := max(0, -k), min(h, w-k)
-		if t0 >= t1 {
-			continue
-		}
-		lines = append(lines, []vg.Point{{X: x0 + k + t0, Y: y0 + t0}, {X: x0 + k + t1, Y: y0 + t1}})
-	}
-	c.StrokeLines(draw.LineStyle{Color: col, Width: vg.Points(0.6)}, c.ClipLinesY(lines...)...)
-}
-
 func (b *conceptBars) DataRange() (xmin, xmax, ymin, ymax float64) {
 	xmin, xmax = -0.5, float64(len(b.bars))-0.5
 	for _, br := range b.bars {
 		ymax = math.Max(ymax, br.mean+br.std)
 	}
 	return xmin, xmax, 0, ymax
-}
-
-// swatch is a legend thumbnail for a bar style.
-type swatch struct{ verdict verdict }
-
-func (s swatch) Thumbnail(c *draw.Canvas) {
-	fill, edge := s.verdict.colors()
-	r := c.Rectangle
-	pts := []vg.Point{r.Min, {X: r.Max.X, Y: r.Min.Y}, r.Max, {X: r.Min.X, Y: r.Max.Y}}
-	c.FillPolygon(fill, pts)
-	if s.verdict == notSignificant {
-		hatch(c, r.Min.X, r.Min.Y, r.Max.X, r.Max.Y, edge)
-	}
-	c.StrokeLines(draw.LineStyle{Color: edge, Width: vg.Points(0.8)}, append(pts, pts[0]))
 }
 
 // hBand is a horizontal line with a shaded band around it.
@@ -416,7 +299,7 @@ func (b *hBand) Thumbnail(c *draw.Canvas) {
 
 type scoredPoint struct {
 	x, y, std float64
-	verdict   verdict
+	verdict   present.Verdict
 }
 
 // scoredPoints is a plotter.XYer and plotter.YErrorer.
@@ -443,15 +326,15 @@ func (m *verdictMarkers) Plot(c draw.Canvas, plt *plot.Plot) {
 	radius := vg.Points(4)
 	for _, pt := range m.pts {
 		at := vg.Point{X: trX(pt.x), Y: trY(pt.y)}
-		if pt.verdict == notSignificant {
+		if pt.verdict == present.NotSignificant {
 			// Blank the line under the hollow marker.
 			c.DrawGlyph(draw.GlyphStyle{Color: color.White, Radius: radius, Shape: m.filled}, at)
 			c.DrawGlyph(draw.GlyphStyle{Color: m.color, Radius: radius, Shape: m.hollow}, at)
 		} else {
 			c.DrawGlyph(draw.GlyphStyle{Color: m.color, Radius: radius, Shape: m.filled}, at)
 		}
-		if pt.verdict != important {
-			c.FillText(labelStyle, vg.Point{X: at.X + vg.Points(6), Y: at.Y}, pt.verdict.mark())
+		if pt.verdict != present.Important {
+			c.FillText(labelStyle, vg.Point{X: at.X + vg.Points(6), Y: at.Y}, pt.verdict.Mark())
 		}
 	}
 }
@@ -496,7 +379,7 @@ func FrontChart(entries []AttackEntry) ([]byte, error) {
 	p.X.Min, p.X.Max = 0, math.Max(maxEps, 1e-9)*1.15
 	p.Y.Min, p.Y.Max = 0, 1.12
 	legend := plot.NewLegend()
-	palette := []color.Color{colAfter, colImportant, color.NRGBA{R: 0x2a, G: 0x8a, B: 0x3a, A: 0xff}, color.NRGBA{R: 0x80, G: 0x30, B: 0x90, A: 0xff}}
+	palette := []color.Color{colAfter, present.ImportantColor, color.NRGBA{R: 0x2a, G: 0x8a, B: 0x3a, A: 0xff}, color.NRGBA{R: 0x80, G: 0x30, B: 0x90, A: 0xff}}
 	for i, l := range labels {
 		es := slices.Clone(byLabel[l])
 		slices.SortStableFunc(es, func(a, b AttackEntry) int { return cmp.Compare(a.Eps, b.Eps) })
@@ -505,7 +388,7 @@ func FrontChart(entries []AttackEntry) ([]byte, error) {
 		score := make(scoredPoints, len(es))
 		var changed plotter.XYs
 		for j, e := range es {
-			score[j] = scoredPoint{x: e.Eps, y: e.After.Mean, std: e.After.Std, verdict: verdictOf(e.After.Significant, e.After.Direction)}
+			score[j] = scoredPoint{x: e.Eps, y: e.After.Mean, std: e.After.Std, verdict: present.VerdictOf(e.After.Significant, e.After.Direction)}
 			changed = append(changed, plotter.XY{X: e.Eps, Y: e.ChangedPrediction})
 		}
 		line, err := plotter.NewLine(score)
@@ -527,7 +410,7 @@ func FrontChart(entries []AttackEntry) ([]byte, error) {
 	neutral := color.NRGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 	legend.Add("significant", glyphThumb{draw.GlyphStyle{Color: neutral, Radius: vg.Points(4), Shape: draw.CircleGlyph{}}})
 	legend.Add("not significant", glyphThumb{draw.GlyphStyle{Color: neutral, Radius: vg.Points(4), Shape: draw.RingGlyph{}}})
-	return renderPNG(p, &legend, 5*vg.Inch, 4*vg.Inch)
+	return present.RenderPNG(p, &legend, 5*vg.Inch, 4*vg.Inch)
 }
 
 // frontGlyphs are the filled (significant) and hollow (not) markers of the

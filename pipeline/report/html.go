@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
 
@@ -102,21 +103,12 @@ type embeddedImage struct {
 	Problem string
 }
 
-func (v verdict) text() string {
+// verdictClass is the CSS class of a verdict's cell.
+func verdictClass(v present.Verdict) string {
 	switch v {
-	case belowBaseline:
-		return "significant, below baseline: not important"
-	case notSignificant:
-		return "not significant"
-	}
-	return "important"
-}
-
-func (v verdict) class() string {
-	switch v {
-	case belowBaseline:
+	case present.BelowBaseline:
 		return "below"
-	case notSignificant:
+	case present.NotSignificant:
 		return "ns"
 	}
 	return "important"
@@ -227,13 +219,13 @@ func manifestFields(m map[string]any) []manifestField {
 }
 
 func scoreText(s AttackScore) string {
-	return fmt.Sprintf("%.3f ± %.3f, p=%s, %s", s.Mean, s.Std, formatP(s.PValue), verdictOf(s.Significant, s.Direction).text())
+	return fmt.Sprintf("%.3f ± %.3f, p=%s, %s", s.Mean, s.Std, formatP(s.PValue), present.VerdictOf(s.Significant, s.Direction).Text())
 }
 
 func tcavRows(entries []TCAVEntry) []tcavRow {
 	rows := make([]tcavRow, len(entries))
 	for i, e := range entries {
-		v := verdictOf(e.Significant, e.Direction)
+		v := present.VerdictOf(e.Significant, e.Direction)
 		rows[i] = tcavRow{
 			Concept:   e.Concept,
 			Score:     fmt.Sprintf("%.3f ± %.3f", e.Mean, e.Std),
@@ -243,8 +235,8 @@ func tcavRows(entries []TCAVEntry) []tcavRow {
 			Random:    fmt.Sprintf("%.3f", stats.Mean(e.RandomScores)),
 			PValue:    fmt.Sprintf("%.3g", e.PValue),
 			Direction: string(e.Direction),
-			Verdict:   v.text(),
-			Class:     v.class(),
+			Verdict:   v.Text(),
+			Class:     verdictClass(v),
 		}
 		if e.Resolution != "" {
 			rows[i].Verdict = fmt.Sprintf("not significant: %s (needs %d)", e.Resolution, e.RandomSetsNeeded)

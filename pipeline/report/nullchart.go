@@ -12,6 +12,8 @@ import (
 	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/cavforge/cavforge/pipeline/present"
 )
 
 var colNull = color.NRGBA{R: 0x70, G: 0x70, B: 0x70, A: 0xa0}
@@ -67,12 +69,12 @@ func NullChart(target, layer string, entries []TCAVEntry) ([]byte, error) {
 	}
 	c := &statMarks{entries: entries, centres: centres}
 	p.Add(c)
-	legend.Add("concept, significant above", swatch{important})
-	legend.Add("concept, significant below", swatch{belowBaseline})
-	legend.Add("concept, not significant", swatch{notSignificant})
+	legend.Add("concept, significant above", present.Swatch{Verdict: present.Important})
+	legend.Add("concept, significant below", present.Swatch{Verdict: present.BelowBaseline})
+	legend.Add("concept, not significant", present.Swatch{Verdict: present.NotSignificant})
 
 	width := vg.Length(math.Max(4.5, 0.9*float64(len(entries)))) * vg.Inch
-	return renderPNG(p, &legend, width, 4*vg.Inch)
+	return present.RenderPNG(p, &legend, width, 4*vg.Inch)
 }
 
 // statMarks draws, per concept, a short line at the centre of its null and
@@ -91,8 +93,8 @@ func (m *statMarks) Plot(c draw.Canvas, plt *plot.Plot) {
 		x := float64(i)
 		c.StrokeLine2(draw.LineStyle{Color: colBaseline, Width: vg.Points(1)},
 			trX(x-0.3), trY(m.centres[i]), trX(x+0.3), trY(m.centres[i]))
-		v := verdictOf(e.Significant, e.Direction)
-		fill, edge := v.colors()
+		v := present.VerdictOf(e.Significant, e.Direction)
+		fill, edge := v.Colors()
 		at := vg.Point{X: trX(x), Y: trY(e.Null.Statistic)}
 		c.DrawGlyph(draw.GlyphStyle{Color: fill, Radius: vg.Points(5), Shape: draw.CircleGlyph{}}, at)
 		c.DrawGlyph(draw.GlyphStyle{Color: edge, Radius: vg.Points(5), Shape: draw.RingGlyph{}}, at)

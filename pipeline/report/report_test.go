@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
 
@@ -274,7 +275,7 @@ func TestCharts(t *testing.T) {
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
-			if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == colImportant {
+			if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == present.ImportantColor {
 				blue++
 			}
 		}
@@ -666,7 +667,7 @@ func TestNonSignificantBarIsNotDrawnAsImportant(t *testing.T) {
 		b := img.Bounds()
 		for y := b.Min.Y; y < b.Max.Y; y++ {
 			for x := b.Min.X; x < b.Max.X; x++ {
-				if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == colImportant {
+				if c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA); c == present.ImportantColor {
 					n++
 				}
 			}

@@ -1,7 +1,6 @@
 package sweep
 
 import (
-	"bytes"
 	"fmt"
 	"image/color"
 	"math"
@@ -12,14 +11,10 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
-
-// chartDPI matches the run reports' charts.
-const chartDPI = 150
 
 // Chart is one PNG chart of a collection.
 type Chart struct {
@@ -126,24 +121,8 @@ func (c *Collection) chartFor(k int, axis Axis) ([]byte, bool, error) {
 		legend.Add(name, l, s)
 	}
 	w := vg.Length(math.Max(4, 1.1*float64(len(axis.Values))+1.5)) * vg.Inch
-	png, err := render(p, &legend, w, 4*vg.Inch)
+	png, err := present.RenderPNG(p, &legend, w, 4*vg.Inch)
 	return png, err == nil, err
-}
-
-// render draws the plot with its legend in a strip to the right, where it
-// cannot cover a point.
-func render(p *plot.Plot, legend *plot.Legend, plotWidth, height vg.Length) ([]byte, error) {
-	const legendWidth = 2.4 * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(plotWidth+legendWidth, height), vgimg.UseDPI(chartDPI))
-	dc := draw.New(img)
-	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
-	legend.TextStyle.Font.Size = vg.Points(9)
-	legend.Draw(draw.Crop(dc, plotWidth+vg.Points(8), 0, 0, -vg.Points(24)))
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // errPoints are points with symmetric y errors, for plotter.NewYErrorBars.

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cavforge/cavforge/pipeline/atomicfile"
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/report"
 	"github.com/cavforge/cavforge/pipeline/stats"
 )
@@ -176,11 +177,11 @@ func (c *Collection) WriteTable(w io.Writer) error {
 		case r.TCAV != nil:
 			e := r.TCAV
 			cols = append(cols, "tcav", e.Target, e.Concept, e.Layer, "-",
-				fmt.Sprintf("%.3f ± %.3f", e.Mean, e.Std), fmt.Sprintf("%.2g", e.PValue), verdict(e.Significant, e.Direction))
+				fmt.Sprintf("%.3f ± %.3f", e.Mean, e.Std), fmt.Sprintf("%.2g", e.PValue), present.VerdictOf(e.Significant, e.Direction).Text())
 		case r.Attack != nil:
 			a := r.Attack
 			cols = append(cols, "attack", a.Target, a.Concept, a.Layer, fmt.Sprintf("%s %s %g", a.Goal, a.Norm, a.Eps),
-				fmt.Sprintf("%.3f → %.3f", a.Before.Mean, a.After.Mean), fmt.Sprintf("%.2g", a.After.PValue), verdict(a.After.Significant, a.After.Direction))
+				fmt.Sprintf("%.3f → %.3f", a.Before.Mean, a.After.Mean), fmt.Sprintf("%.2g", a.After.PValue), present.VerdictOf(a.After.Significant, a.After.Direction).Text())
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
@@ -196,18 +197,6 @@ func (c *Collection) WriteTable(w io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-// verdict reads a result the way the reports do: only significant-above is
-// "important".
-func verdict(significant bool, d stats.Direction) string {
-	switch {
-	case !significant:
-		return "n.s."
-	case d == stats.Below:
-		return "below baseline"
-	}
-	return "important"
 }
 
 func num(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/run"
 )
 
@@ -181,6 +182,15 @@ func TestRunStatusCollect(t *testing.T) {
 	c.WriteTable(&table)
 	if !strings.Contains(table.String(), "striped") || !strings.Contains(table.String(), "not done (no results): tasks 2,3") {
 		t.Errorf("table:\n%s", table.String())
+	}
+	// The table words verdicts as the run reports do, so a sweep never
+	// reads a result differently from the task's own report.
+	lines := strings.Split(table.String(), "\n")
+	for i, r := range c.Rows {
+		want := present.VerdictOf(r.TCAV.Significant, r.TCAV.Direction).Text()
+		if !strings.HasSuffix(strings.TrimSpace(lines[i+1]), want) {
+			t.Errorf("table row %d %q: want the verdict %q", i, lines[i+1], want)
+		}
 	}
 }
 

@@ -18,10 +18,7 @@
 package sweep
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,107 +51,100 @@ type Value struct {
 	Data any
 }
 
-var fileKeys = []string{"base", "grid", "out"}
+// file is a sweep file as written.
+type file struct {
+	Base string    `yaml:"base"`
+	Grid yaml.Node `yaml:"grid"` // kept as written: its order numbers the tasks
+	Out  string    `yaml:"out"`
+}
 
 // Load reads and checks a sweep file: its keys, that base exists, and that
 // every grid key is a config key path with a non-empty list of values.
-// Errors are one line and name the file and line.
+// Errors are one line and name the file, line and key, as config errors do.
 func Load(path string) (*Sweep, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(abs)
-	if err != nil {
-		return nil, fmt.Errorf("sweep: %w", err)
-	}
-	root, err := parse(path, data)
+	var f file
+	doc, err := config.DecodeFile(path, "sweep file", &f)
 	if err != nil {
 		return nil, err
 	}
-	errAt := func(n *yaml.Node, format string, args ...any) error {
-		return fmt.Errorf("%s:%d: %s", path, n.Line, fmt.Sprintf(format, args...))
+	if !doc.Has("base") && !doc.Has("grid") && !doc.Has("out") {
+		return nil, fmt.Errorf("%s: empty sweep file: want base, grid and optionally out", path)
 	}
 	s := &Sweep{File: abs}
 	dir := filepath.Dir(abs)
-	var out string
-	var gridNode *yaml.Node
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], deref(root.Content[i+1])
-		if seen[k.Value] {
-			return nil, errAt(k, "duplicate key %q", k.Value)
+	resolve := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
 		}
-		seen[k.Value] = true
-		switch k.Value {
-		case "base", "out":
-			if v.Kind != yaml.ScalarNode || isNull(v) || v.Value == "" {
-				return nil, errAt(v, "%s: want a file path, got %s", k.Value, describe(v))
-			}
-			p := v.Value
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(dir, p)
-			}
-			if k.Value == "out" {
-				out = p
-				continue
-			}
-			if st, err := os.Stat(p); err != nil || st.IsDir() {
-				return nil, errAt(v, "base: config %s not found", p)
-			}
-			s.Base = p
-		case "grid":
-			gridNode = v
-		default:
-			return nil, errAt(k, "unknown key %q in a sweep file (want %s)", k.Value, strings.Join(fileKeys, ", "))
-		}
+		return filepath.Join(dir, p)
 	}
-	if s.Base == "" {
+	if f.Base == "" {
+		if doc.Has("base") {
+			return nil, doc.Errorf("base", "want a file path, got nothing")
+		}
 		return nil, fmt.Errorf("%s: base is missing: name the config the grid applies to", path)
 	}
-	if gridNode == nil || isNull(gridNode) || gridNode.Kind == yaml.MappingNode && len(gridNode.Content) == 0 {
-		line := 1
-		if gridNode != nil {
-			line = gridNode.Line
+	s.Base = resolve(f.Base)
+	if st, err := os.Stat(s.Base); err != nil || st.IsDir() {
+		return nil, doc.Errorf("base", "config %s not found", s.Base)
+	}
+	grid := &f.Grid
+	if config.IsNull(grid) || grid.Kind == yaml.MappingNode && len(grid.Content) == 0 {
+		if !doc.Has("grid") {
+			return nil, fmt.Errorf("%s: grid is missing: want at least one config key with a list of values", path)
 		}
-		return nil, fmt.Errorf("%s:%d: grid is empty: want at least one config key with a list of values", path, line)
+		got := "nothing"
+		if grid.Kind == yaml.MappingNode {
+			got = "an empty mapping"
+		}
+		return nil, doc.ErrorAt(grid, "grid", "want at least one config key with a list of values, got %s", got)
 	}
-	if gridNode.Kind != yaml.MappingNode {
-		return nil, errAt(gridNode, "grid: want a mapping of config keys to lists of values, got %s", describe(gridNode))
+	if grid.Kind != yaml.MappingNode {
+		return nil, doc.ErrorAt(grid, "grid", "want a mapping of config keys to lists of values, got %s", config.Describe(grid))
 	}
-	for i := 0; i+1 < len(gridNode.Content); i += 2 {
-		k, v := gridNode.Content[i], deref(gridNode.Content[i+1])
+	for i := 0; i+1 < len(grid.Content); i += 2 {
+		k, v := grid.Content[i], config.Resolve(grid.Content[i+1])
+		key := "grid." + k.Value
 		for _, a := range s.Grid {
 			if a.Key == k.Value {
-				return nil, errAt(k, "grid: duplicate key %q", k.Value)
+				return nil, doc.ErrorAt(k, key, "duplicate key %q", k.Value)
 			}
 		}
 		if err := config.CheckKey(k.Value); err != nil {
-			return nil, errAt(k, "grid: %v", err)
+			return nil, doc.ErrorAt(k, "grid", "%v", err)
 		}
 		if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-			return nil, errAt(v, "grid.%s: want a non-empty list of values, got %s", k.Value, describe(v))
+			got := config.Describe(v)
+			if v.Kind == yaml.SequenceNode {
+				got = "an empty list"
+			}
+			return nil, doc.ErrorAt(v, key, "want a non-empty list of values, got %s", got)
 		}
 		a := Axis{Key: k.Value}
 		for _, e := range v.Content {
-			val, err := newValue(deref(e))
+			val, err := newValue(config.Resolve(e))
 			if err != nil {
-				return nil, errAt(e, "grid.%s: %v", k.Value, err)
+				return nil, doc.ErrorAt(e, key, "%v", err)
 			}
 			for _, prev := range a.Values {
 				if prev.Text == val.Text {
-					return nil, errAt(e, "grid.%s: value %s appears twice", k.Value, val.Text)
+					return nil, doc.ErrorAt(e, key, "value %s appears twice", val.Text)
 				}
 			}
 			a.Values = append(a.Values, val)
 		}
 		s.Grid = append(s.Grid, a)
 	}
+	out := f.Out
 	if out == "" {
 		name := strings.TrimSuffix(filepath.Base(s.Base), filepath.Ext(s.Base))
-		out = filepath.Join(dir, "runs", name+"-sweep")
+		out = filepath.Join("runs", name+"-sweep")
 	}
-	s.Dir = filepath.Clean(out)
+	s.Dir = filepath.Clean(resolve(out))
 	return s, nil
 }
 
@@ -230,25 +220,6 @@ func (s *Sweep) TaskDir(i int) string {
 // text returns task i's overrides as "key=value key=value" for messages.
 func (t Task) text() string { return strings.Join(t.Overrides, " ") }
 
-func parse(path string, data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty sweep file: want base, grid and optionally out", path)
-		}
-		return nil, fmt.Errorf("%s: %s", path, oneLine(strings.TrimPrefix(err.Error(), "yaml: ")))
-	}
-	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-		return nil, fmt.Errorf("%s: empty sweep file: want base, grid and optionally out", path)
-	}
-	root := doc.Content[0]
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d: want a mapping with base, grid and out, got %s", path, root.Line, describe(root))
-	}
-	return root, nil
-}
-
 // newValue turns a grid value into --set's flow YAML and a JSON-able form.
 func newValue(n *yaml.Node) (Value, error) {
 	c := flowCopy(n)
@@ -272,7 +243,7 @@ func newValue(n *yaml.Node) (Value, error) {
 
 // flowCopy copies n without comments, aliases resolved, in flow style.
 func flowCopy(n *yaml.Node) *yaml.Node {
-	n = deref(n)
+	n = config.Resolve(n)
 	c := &yaml.Node{Kind: n.Kind, Tag: n.Tag, Value: n.Value, Style: n.Style &^ (yaml.LiteralStyle | yaml.FoldedStyle)}
 	if n.Kind == yaml.SequenceNode || n.Kind == yaml.MappingNode {
 		c.Style = yaml.FlowStyle
@@ -303,33 +274,6 @@ func jsonable(v any) bool {
 		return false
 	}
 	return true
-}
-
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		if len(n.Content) == 0 {
-			return "an empty list"
-		}
-		return "a list"
-	}
-	if isNull(n) {
-		return "nothing"
-	}
-	return fmt.Sprintf("%q", n.Value)
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
