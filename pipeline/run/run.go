@@ -4,20 +4,13 @@
 package run
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -33,6 +26,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
+	"github.com/cavforge/cavforge/pipeline/rundir"
 )
 
 // Options are the command line's part of a run.
@@ -110,16 +104,7 @@ type experiment struct {
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
 // begins (it sits beside out); a leftover one is an interrupted run.
-func PartialPrefix(out string) string { return atomicfile.PartialPrefix(filepath.Base(out)) }
-
-// RunID names a run directory: the start time to the millisecond (so that
-// ids sort by time), the config hash, and a random part, so that runs of one
-// config started together, in a job array say, never collide.
-func RunID(start time.Time, cfgHash string) string {
-	var r [4]byte
-	rand.Read(r[:])
-	return start.UTC().Format("20060102-150405.000") + "-" + cfgHash[:8] + "-" + hex.EncodeToString(r[:])
-}
+func PartialPrefix(out string) string { return rundir.PartialPrefix(out) }
 
 // Run executes cfg and returns the run directory. Nothing is left at the
 // final path unless the run succeeds: it is built in a sibling temporary
@@ -146,17 +131,13 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	}
 	out := opts.Out
 	if out == "" {
-		out = filepath.Join("runs", cfg.Name, RunID(start, cfgHash))
+		out = filepath.Join("runs", cfg.Name, rundir.ID(start, cfgHash))
 	}
-	if err := checkOut(out); err != nil {
-		return "", err
-	}
-	parents, err := interrupt.Track(func() (func(), error) { return mkdirAll(filepath.Dir(out)) })
+	rd, err := rundir.Create(out, report.ResultsFile, log)
 	if err != nil {
 		return "", err
 	}
-	defer parents.Now() // removes only the folders it made, and only if empty
-	removeLeftovers(filepath.Dir(out), log)
+	defer rd.Close()
 	removed, err := cache.Cache{Dir: cfg.CacheDir}.RemoveLeftovers()
 	if len(removed) > 0 {
 		log.Warnf("cache %s: removed %d temp files left by runs killed while writing an entry (%s)",
@@ -165,18 +146,6 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err != nil {
 		log.Warnf("cache %s: cannot remove what killed runs left: %v", cfg.CacheDir, err)
 	}
-	tmp, partial, err := atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
-	for i := 0; i < 3 && errors.Is(err, fs.ErrNotExist); i++ {
-		// A failed run of the same name removed runs/<name>/ while it was
-		// empty, between the two calls: make it again.
-		if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
-			tmp, partial, err = atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
-		}
-	}
-	if err != nil {
-		return "", err
-	}
-	defer partial.Now()
 	interrupt.SetNote("nothing written to " + out)
 	defer func() {
 		// Interrupted, the note stays true until the process exits: a
@@ -190,19 +159,10 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 			err = &interrupt.Error{Signal: interrupt.As(ie).Signal, Detail: "nothing written to " + out}
 		}
 	}()
-	// MkdirTemp makes it private; a run directory is for the whole group.
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := rd.CopyLog(); err != nil {
 		return "", err
 	}
-
-	logFile, err := os.Create(filepath.Join(tmp, "log.jsonl"))
-	if err != nil {
-		return "", err
-	}
-	defer logFile.Close()
-	hook := &fileHook{w: logFile, f: &logrus.JSONFormatter{}}
-	log.AddHook(hook)
-	defer removeHook(log, hook)
+	tmp := rd.Tmp
 
 	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), effects: map[string]string{}, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
@@ -240,77 +200,10 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err := interrupt.Err(); err != nil {
 		return "", err
 	}
-	// rename(2) of a directory replaces an empty folder only; never a file,
-	// a link or a folder that another process filled meanwhile. (os.Rename
-	// refuses every existing folder.)
-	if err := syscall.Rename(tmp, out); err != nil {
-		return "", fmt.Errorf("run directory %s: %w (it was created while the run went on; the run's results are discarded)", out, err)
+	if err := rd.Publish(); err != nil {
+		return "", err
 	}
-	partial.Keep()
-	parents.Keep()
 	return out, nil
-}
-
-// checkOut refuses a run directory that holds anything already: the user's
-// file or link, or a folder with anything in it, a finished run included.
-func checkOut(out string) error {
-	fi, err := os.Lstat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return fmt.Errorf("run directory %s: %w", out, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("run directory %s is a symbolic link; give a new or empty folder (nothing was changed)", out)
-	case !fi.IsDir():
-		return fmt.Errorf("run directory %s is an existing file; give a new or empty folder (nothing was changed)", out)
-	}
-	entries, err := os.ReadDir(out)
-	if err != nil {
-		return fmt.Errorf("run directory %s: %w", out, err)
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	if _, err := os.Stat(filepath.Join(out, report.ResultsFile)); err == nil {
-		return fmt.Errorf("run directory %s holds a finished run; give a new or empty folder (nothing was changed)", out)
-	}
-	return fmt.Errorf("run directory %s exists and is not empty; give a new or empty folder (nothing was changed)", out)
-}
-
-// mkdirAll makes dir and its missing parents, and returns how to remove the
-// ones it made, deepest first, as long as they are empty (a failed run
-// leaves no empty runs/<name>/ behind; one that another run filled stays).
-func mkdirAll(dir string) (undo func(), err error) {
-	var made []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
-			break
-		}
-		made = append(made, d)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return func() {
-		for _, d := range made {
-			if syscall.Rmdir(d) != nil {
-				return
-			}
-		}
-	}, nil
-}
-
-// removeLeftovers removes the partial directories that killed runs (kill -9,
-// a lost node) left in dir, with a warning for each.
-func removeLeftovers(dir string, log *logrus.Logger) {
-	removed, err := atomicfile.RemoveLeftovers(dir)
-	for _, p := range removed {
-		log.Warnf("removed %s, left by a run that was killed before it finished", p)
-	}
-	if err != nil {
-		log.Warnf("cannot remove what killed runs left in %s: %v", dir, err)
-	}
 }
 
 func (e *experiment) run() error {
@@ -578,35 +471,6 @@ func deviceName(dev string) string {
 		}
 	}
 	return "cpu"
-}
-
-// fileHook copies log entries to the run's log.jsonl.
-type fileHook struct {
-	w io.Writer
-	f logrus.Formatter
-}
-
-func (h *fileHook) Levels() []logrus.Level { return logrus.AllLevels }
-
-func (h *fileHook) Fire(entry *logrus.Entry) error {
-	b, err := h.f.Format(entry)
-	if err != nil {
-		return err
-	}
-	_, err = h.w.Write(b)
-	return err
-}
-
-func removeHook(log *logrus.Logger, hook logrus.Hook) {
-	hooks := logrus.LevelHooks{}
-	for lvl, hs := range log.Hooks {
-		for _, h := range hs {
-			if h != hook {
-				hooks[lvl] = append(hooks[lvl], h)
-			}
-		}
-	}
-	log.ReplaceHooks(hooks)
 }
 
 func setsMap() map[string]activations.Set { return map[string]activations.Set{} }
