@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -241,49 +240,17 @@ func (e *experiment) timed(name string, f func() error) error {
 
 func (e *experiment) loadModel() error {
 	cfg := e.cfg
-	dev, fellBack, err := torch.ResolveDevice(cfg.Device)
-	if err != nil {
-		return err
-	}
-	if fellBack {
-		e.log.Warn("device auto: no CUDA device found, running on the CPU")
-	}
-	e.device = dev
-	e.manifest.Device = dev
-	e.manifest.DeviceName = deviceName(dev)
-	cast := torch.FP32
-	if strings.HasPrefix(dev, "cuda") {
-		cast = map[string]torch.Autocast{"bf16": torch.BF16, "fp16": torch.FP16}[cfg.Precision]
-	} else if cfg.Precision != "fp32" {
-		e.log.Warnf("precision %s applies on CUDA only; the CPU runs fp32", cfg.Precision)
-	}
 	in := cfg.Model.Input
-	m, err := model.Load(cfg.Model.Path, dev, model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop,
-		Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange})
+	m, classes, cast, err := model.Open(model.Spec{Path: cfg.Model.Path, Labels: cfg.Model.Labels, Device: cfg.Device, Precision: cfg.Precision,
+		Input: model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
+		Layers: e.cfg.Layers()}, e.log)
 	if err != nil {
 		return err
 	}
-	e.model = m
-	if err := m.CheckLayers(e.layers()); err != nil {
-		return err
-	}
-	e.classes.Path = cfg.Model.Labels
-	if e.classes.N, err = m.Prepare(e.layers()); err != nil {
-		return err
-	}
-	if cfg.Model.Labels != "" {
-		if e.classes.Labels, err = model.ReadLabels(cfg.Model.Labels); err != nil {
-			return err
-		}
-		if len(e.classes.Labels) != e.classes.N {
-			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.classes.Labels), e.classes.N)
-		}
-		if dup := e.classes.Repeated(); len(dup) > 0 {
-			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
-				cfg.Model.Labels, strings.Join(dup, ", "))
-		}
-	}
-	for _, t := range e.targets() {
+	e.model, e.classes, e.device = m, classes, m.Device()
+	e.manifest.Device = e.device
+	e.manifest.DeviceName = model.DeviceName(e.device)
+	for _, t := range e.cfg.Targets() {
 		if _, err := e.classIndex(t); err != nil {
 			return err
 		}
@@ -305,7 +272,7 @@ func (e *experiment) loadModel() error {
 	if e.transfer, err = st.Method(); err != nil {
 		return err
 	}
-	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
+	e.fitter = &cav.Fitter{Device: e.device, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
 	if e.dir != "" { // not for validate
 		if e.cavs, err = cav.NewWriter(e.dir, hash); err != nil {
 			return err
@@ -332,45 +299,6 @@ func (e *experiment) extractorFor(in model.Input) *activations.Extractor {
 	return ex
 }
 
-// targets are every class any stage explains or attacks.
-func (e *experiment) targets() []string {
-	out := append([]string(nil), e.cfg.TCAV.Targets...)
-	for _, a := range e.cfg.Attack {
-		out = append(out, a.Target)
-	}
-	for _, f := range e.cfg.Facets {
-		if f.Target.Class != "" {
-			out = append(out, f.Target.Class)
-		}
-	}
-	return out
-}
-
-// layers are every layer any stage asks for.
-func (e *experiment) layers() []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(ls ...string) {
-		for _, l := range ls {
-			if !seen[l] {
-				seen[l] = true
-				out = append(out, l)
-			}
-		}
-	}
-	add(e.cfg.TCAV.Layers...)
-	for _, a := range e.cfg.Attack {
-		add(a.Layer)
-	}
-	for _, f := range e.cfg.Facets {
-		add(f.FacetLayers...)
-		if f.Target.Layer != "" {
-			add(f.Target.Layer)
-		}
-	}
-	return out
-}
-
 // listImages chooses every set's images and hashes the lists.
 func (e *experiment) listImages() error {
 	cfg := e.cfg
@@ -383,7 +311,7 @@ func (e *experiment) listImages() error {
 	if randoms {
 		names = append(names, cfg.TCAV.Random.Sets...)
 	}
-	for _, t := range e.targets() {
+	for _, t := range e.cfg.Targets() {
 		names = append(names, e.classSet(t))
 	}
 	for _, a := range cfg.Attack {
@@ -411,12 +339,7 @@ func (e *experiment) listImages() error {
 	return e.checkSplits()
 }
 
-func (e *experiment) classSet(target string) string {
-	if s, ok := e.cfg.TCAV.ClassSets[target]; ok && s != "" {
-		return s
-	}
-	return target
-}
+func (e *experiment) classSet(target string) string { return e.cfg.ClassSet(target) }
 
 // classIndex resolves a target written as a label name or an index.
 func (e *experiment) classIndex(target string) (int, error) { return e.classes.Index(target) }
@@ -427,16 +350,6 @@ func FileHash(path string) (string, error) { return images.FileSHA256(path) }
 func deviceKind(dev string) string {
 	if strings.HasPrefix(dev, "cuda") {
 		return "cuda"
-	}
-	return "cpu"
-}
-
-func deviceName(dev string) string {
-	if idx, ok := strings.CutPrefix(dev, "cuda:"); ok {
-		names, _ := torch.CUDADevices()
-		if i, err := strconv.Atoi(idx); err == nil && i < len(names) {
-			return names[i]
-		}
 	}
 	return "cpu"
 }
