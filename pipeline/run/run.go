@@ -242,7 +242,7 @@ func (e *experiment) loadModel() error {
 	cfg := e.cfg
 	in := cfg.Model.Input
 	m, classes, cast, err := model.Open(model.Spec{Path: cfg.Model.Path, Labels: cfg.Model.Labels, Device: cfg.Device, Precision: cfg.Precision,
-		Input: model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
+		Input:  model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
 		Layers: e.cfg.Layers()}, e.log)
 	if err != nil {
 		return err
