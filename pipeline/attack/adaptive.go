@@ -6,7 +6,6 @@ import (
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/audit"
 	"github.com/cavforge/cavforge/pipeline/images"
-	"github.com/cavforge/cavforge/pipeline/model"
 )
 
 // Adaptive is an attacker who knows the audit: it optimizes the objective
@@ -136,7 +135,7 @@ func smooth(s *torch.Scope, p audit.Purification, x *torch.Tensor, h, w int) *to
 
 // viewInput is view v (0: the image itself) of image i as the model's
 // input: forward value the host's purified copy, gradient through smooth.
-func (st *state) viewInput(s *torch.Scope, m *model.Model, a *Adaptive, host [][]images.Image, v, i int, x *torch.Tensor) *torch.Tensor {
+func (st *state) viewInput(s *torch.Scope, m Network, a *Adaptive, host [][]images.Image, v, i int, x *torch.Tensor) *torch.Tensor {
 	if v == 0 {
 		return x
 	}
@@ -161,7 +160,7 @@ func (st *state) current() []images.Image {
 
 // viewActivations are the activations [n, d] of every view of the whole
 // set, without a graph, owned by s.
-func (st *state) viewActivations(s *torch.Scope, m *model.Model, layer string, a *Adaptive, host [][]images.Image, batch int) ([]*torch.Tensor, error) {
+func (st *state) viewActivations(s *torch.Scope, m Network, layer string, a *Adaptive, host [][]images.Image, batch int) ([]*torch.Tensor, error) {
 	var out []*torch.Tensor
 	for v := 0; v <= a.count(); v++ {
 		var parts []*torch.Tensor
@@ -192,7 +191,7 @@ func (st *state) viewActivations(s *torch.Scope, m *model.Model, layer string, a
 }
 
 // stepAdaptive is one projected gradient step on L.
-func (st *state) stepAdaptive(m *model.Model, layer string, obj Objective, b Budget, batch int) (float64, error) {
+func (st *state) stepAdaptive(m Network, layer string, obj Objective, b Budget, batch int) (float64, error) {
 	return st.adaptiveGrads(m, layer, obj, b.Adaptive, b.Stealth, batch, func(s *torch.Scope, i int, grad *torch.Tensor) error {
 		return st.descend(s, m.Device(), i, grad, b)
 	})
@@ -202,7 +201,7 @@ func (st *state) stepAdaptive(m *model.Model, layer string, obj Objective, b Bud
 // gradient to visit. As in step, the loss couples the images, so
 // ∂L/∂activations is taken on every view of the whole set first and pushed
 // back batch by batch and view by view.
-func (st *state) adaptiveGrads(m *model.Model, layer string, obj Objective, a *Adaptive, stealth *Stealth, batch int,
+func (st *state) adaptiveGrads(m Network, layer string, obj Objective, a *Adaptive, stealth *Stealth, batch int,
 	visit func(s *torch.Scope, i int, grad *torch.Tensor) error) (float64, error) {
 	host, err := a.views(st.current())
 	if err != nil {
@@ -285,7 +284,7 @@ func (st *state) adaptiveGrads(m *model.Model, layer string, obj Objective, a *A
 // AdaptiveLoss is L on images (each at its own size) without a graph, and
 // the objective of each view (0: the images themselves, then one per
 // purification).
-func AdaptiveLoss(m *model.Model, layer string, obj Objective, a *Adaptive, imgs []images.Image, batch int) (float64, []float64, error) {
+func AdaptiveLoss(m Network, layer string, obj Objective, a *Adaptive, imgs []images.Image, batch int) (float64, []float64, error) {
 	if !a.on() {
 		return 0, nil, fmt.Errorf("adaptive loss: no purifications")
 	}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
-	"github.com/cavforge/cavforge/pipeline/model"
 )
 
 // Size is how large a perturbation is, over n images.
@@ -49,7 +48,7 @@ func Compare(orig, adv []float32) Size {
 
 // Logits are the model's outputs for images at any size, through the
 // configured preprocessing, one row per image.
-func Logits(m *model.Model, imgs []images.Image, batch int) ([][]float32, error) {
+func Logits(m Network, imgs []images.Image, batch int) ([][]float32, error) {
 	var out [][]float32
 	for _, g := range batches(len(imgs), batch) {
 		s := torch.NewScope()
@@ -83,27 +82,30 @@ func Predictions(logits [][]float32) []int {
 
 // Grid lays out up to k images, as the model sees them, as rows of
 // original | perturbed | difference (magnified 10×, centered on grey).
-func Grid(m *model.Model, orig, adv []images.Image, k int) (images.Image, error) {
+func Grid(m Network, orig, adv []images.Image, k int) (images.Image, error) {
 	k = min(k, len(orig))
-	o, err := inputPixels(m, orig[:k])
+	o, h, w, err := inputPixels(m, orig[:k])
 	if err != nil {
 		return images.Image{}, err
 	}
-	a, err := inputPixels(m, adv[:k])
+	a, _, _, err := inputPixels(m, adv[:k])
 	if err != nil {
 		return images.Image{}, err
 	}
-	return grid(o, a, k, m.Input.Size[0], m.Input.Size[1]), nil
+	return grid(o, a, k, h, w), nil
 }
 
-func inputPixels(m *model.Model, imgs []images.Image) ([]float32, error) {
+// inputPixels are imgs as the network sees them, and that size.
+func inputPixels(m Network, imgs []images.Image) (pix []float32, h, w int, err error) {
 	s := torch.NewScope()
 	defer s.Close()
 	x := m.Pixels(s, imgs)
 	if err := s.Err(); err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	return x.Float32s()
+	shape := x.Shape()
+	pix, err = x.Float32s()
+	return pix, int(shape[2]), int(shape[3]), err
 }
 
 func grid(orig, adv []float32, k, h, w int) images.Image {

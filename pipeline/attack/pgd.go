@@ -7,7 +7,6 @@ import (
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/interrupt"
-	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 )
 
@@ -41,7 +40,7 @@ type Result struct {
 //
 // Only the current batch lives on the device: each image's original and
 // perturbation stay on the host between steps.
-func Perturb(m *model.Model, x0 []images.Image, layer string, obj Objective, b Budget, batch int, seed uint64) (*Result, error) {
+func Perturb(m Network, x0 []images.Image, layer string, obj Objective, b Budget, batch int, seed uint64) (*Result, error) {
 	if b.Norm != "linf" && b.Norm != "l2" {
 		return nil, fmt.Errorf("attack norm %q: want linf or l2", b.Norm)
 	}
@@ -164,7 +163,7 @@ func (st *state) update(device string, i int, f func(s *torch.Scope, orig, delta
 // activations of all batches are gathered first, ∂loss/∂activations taken
 // there, and pushed back batch by batch; each image's step then needs only
 // its own gradient.
-func (st *state) step(m *model.Model, layer string, obj Objective, b Budget, batch int) (float64, error) {
+func (st *state) step(m Network, layer string, obj Objective, b Budget, batch int) (float64, error) {
 	groups := batches(len(st.orig), batch)
 	outer := torch.NewScope()
 	defer outer.Close()
@@ -271,7 +270,7 @@ func (st *state) descend(s *torch.Scope, device string, i int, grad *torch.Tenso
 // inputs are the batch's images as the model sees them ([n,3,H,W] at the
 // input size), and with leaves the perturbed images at their own sizes as
 // gradient leaves.
-func (st *state) inputs(s *torch.Scope, m *model.Model, g []int, leaves bool) ([]*torch.Tensor, *torch.Tensor) {
+func (st *state) inputs(s *torch.Scope, m Network, g []int, leaves bool) ([]*torch.Tensor, *torch.Tensor) {
 	var ls, parts []*torch.Tensor
 	for _, i := range g {
 		orig, delta := st.upload(s, m.Device(), i)
@@ -290,7 +289,7 @@ func (st *state) inputs(s *torch.Scope, m *model.Model, g []int, leaves bool) ([
 }
 
 // activations of batch g at layer, [n, d], owned by s.
-func (st *state) activations(s *torch.Scope, m *model.Model, layer string, g []int, mode torch.Mode) (*torch.Tensor, error) {
+func (st *state) activations(s *torch.Scope, m Network, layer string, g []int, mode torch.Mode) (*torch.Tensor, error) {
 	inner := torch.NewScope()
 	defer inner.Close()
 	_, x := st.inputs(inner, m, g, false)
@@ -306,7 +305,7 @@ func (st *state) activations(s *torch.Scope, m *model.Model, layer string, g []i
 }
 
 // Loss is the objective on images (each at its own size) without a graph.
-func Loss(m *model.Model, layer string, obj Objective, imgs []images.Image, batch int) (float64, error) {
+func Loss(m Network, layer string, obj Objective, imgs []images.Image, batch int) (float64, error) {
 	st := newState(imgs)
 	s := torch.NewScope()
 	defer s.Close()

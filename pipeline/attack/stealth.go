@@ -5,7 +5,6 @@ import (
 
 	"github.com/cavforge/cavforge/cgo/torch"
 	"github.com/cavforge/cavforge/pipeline/images"
-	"github.com/cavforge/cavforge/pipeline/model"
 )
 
 // Stealth penalizes poisoned images whose own prediction moves: the attack
@@ -62,7 +61,7 @@ func argmax(v []float32) int {
 }
 
 // Penalty is the mean per-image penalty of images, without a graph.
-func (st *Stealth) Penalty(m *model.Model, imgs []images.Image, batch int) (float64, error) {
+func (st *Stealth) Penalty(m Network, imgs []images.Image, batch int) (float64, error) {
 	logits, err := Logits(m, imgs, batch)
 	if err != nil {
 		return 0, err

@@ -4,20 +4,12 @@
 package run
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -33,6 +25,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
+	"github.com/cavforge/cavforge/pipeline/rundir"
 )
 
 // Options are the command line's part of a run.
@@ -51,36 +44,8 @@ type Options struct {
 	Overrides []string
 }
 
-// Manifest is manifest.json: what is needed to reproduce and audit a run.
-type Manifest struct {
-	Name       string             `json:"name"` // experiment and run directory
-	Cavforge   string             `json:"cavforge"`
-	Commit     string             `json:"commit"`
-	Go         string             `json:"go"`
-	Libtorch   string             `json:"libtorch"`
-	CUDA       bool               `json:"cuda"`
-	Device     string             `json:"device"`
-	DeviceName string             `json:"device_name"`
-	Seed       int64              `json:"seed"`
-	ConfigHash string             `json:"config_hash"`
-	ModelHash  string             `json:"model_hash"`
-	ImageLists map[string]string  `json:"image_lists"`
-	Start      time.Time          `json:"start"`
-	End        time.Time          `json:"end"`
-	Stages     map[string]float64 `json:"stage_seconds"`
-	CacheHits  int                `json:"cache_hits"`
-	// Selected are the stages the run was limited to (--stages); none: all.
-	Selected []string `json:"stages,omitempty"`
-	// Overrides are the --set overrides of the command line, in order.
-	Overrides []string `json:"overrides,omitempty"`
-	// ActivationPass is how the activation pass ran (batch size, memory
-	// format, graph) and how that was chosen; absent when every value came
-	// from the cache.
-	ActivationPass *model.BatchChoice `json:"activation_pass,omitempty"`
-	// GradientPass is the same for the class-gradient pass when its batch
-	// size was measured (data.batch_size not set).
-	GradientPass *model.BatchChoice `json:"gradient_pass,omitempty"`
-}
+// Manifest is manifest.json (see package rundir).
+type Manifest = rundir.Manifest
 
 // experiment is the state one run shares between its stages.
 type experiment struct {
@@ -110,16 +75,7 @@ type experiment struct {
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
 // begins (it sits beside out); a leftover one is an interrupted run.
-func PartialPrefix(out string) string { return atomicfile.PartialPrefix(filepath.Base(out)) }
-
-// RunID names a run directory: the start time to the millisecond (so that
-// ids sort by time), the config hash, and a random part, so that runs of one
-// config started together, in a job array say, never collide.
-func RunID(start time.Time, cfgHash string) string {
-	var r [4]byte
-	rand.Read(r[:])
-	return start.UTC().Format("20060102-150405.000") + "-" + cfgHash[:8] + "-" + hex.EncodeToString(r[:])
-}
+func PartialPrefix(out string) string { return rundir.PartialPrefix(out) }
 
 // Run executes cfg and returns the run directory. Nothing is left at the
 // final path unless the run succeeds: it is built in a sibling temporary
@@ -146,17 +102,13 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	}
 	out := opts.Out
 	if out == "" {
-		out = filepath.Join("runs", cfg.Name, RunID(start, cfgHash))
+		out = filepath.Join("runs", cfg.Name, rundir.ID(start, cfgHash))
 	}
-	if err := checkOut(out); err != nil {
-		return "", err
-	}
-	parents, err := interrupt.Track(func() (func(), error) { return mkdirAll(filepath.Dir(out)) })
+	rd, err := rundir.Create(out, report.ResultsFile, log)
 	if err != nil {
 		return "", err
 	}
-	defer parents.Now() // removes only the folders it made, and only if empty
-	removeLeftovers(filepath.Dir(out), log)
+	defer rd.Close()
 	removed, err := cache.Cache{Dir: cfg.CacheDir}.RemoveLeftovers()
 	if len(removed) > 0 {
 		log.Warnf("cache %s: removed %d temp files left by runs killed while writing an entry (%s)",
@@ -165,18 +117,6 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err != nil {
 		log.Warnf("cache %s: cannot remove what killed runs left: %v", cfg.CacheDir, err)
 	}
-	tmp, partial, err := atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
-	for i := 0; i < 3 && errors.Is(err, fs.ErrNotExist); i++ {
-		// A failed run of the same name removed runs/<name>/ while it was
-		// empty, between the two calls: make it again.
-		if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
-			tmp, partial, err = atomicfile.MkdirTemp(filepath.Dir(out), filepath.Base(out))
-		}
-	}
-	if err != nil {
-		return "", err
-	}
-	defer partial.Now()
 	interrupt.SetNote("nothing written to " + out)
 	defer func() {
 		// Interrupted, the note stays true until the process exits: a
@@ -190,19 +130,10 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 			err = &interrupt.Error{Signal: interrupt.As(ie).Signal, Detail: "nothing written to " + out}
 		}
 	}()
-	// MkdirTemp makes it private; a run directory is for the whole group.
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := rd.CopyLog(); err != nil {
 		return "", err
 	}
-
-	logFile, err := os.Create(filepath.Join(tmp, "log.jsonl"))
-	if err != nil {
-		return "", err
-	}
-	defer logFile.Close()
-	hook := &fileHook{w: logFile, f: &logrus.JSONFormatter{}}
-	log.AddHook(hook)
-	defer removeHook(log, hook)
+	tmp := rd.Tmp
 
 	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), effects: map[string]string{}, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
@@ -227,11 +158,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err := atomicfile.Write(filepath.Join(tmp, "config.yaml"), cfgYAML); err != nil {
 		return "", err
 	}
-	mj, err := json.MarshalIndent(e.manifest, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	if err := atomicfile.Write(filepath.Join(tmp, "manifest.json"), append(mj, '\n')); err != nil {
+	if err := rd.WriteManifest(&e.manifest); err != nil {
 		return "", err
 	}
 	if err := e.timed("report", func() error { return report.Write(tmp, &e.results) }); err != nil {
@@ -240,77 +167,10 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	if err := interrupt.Err(); err != nil {
 		return "", err
 	}
-	// rename(2) of a directory replaces an empty folder only; never a file,
-	// a link or a folder that another process filled meanwhile. (os.Rename
-	// refuses every existing folder.)
-	if err := syscall.Rename(tmp, out); err != nil {
-		return "", fmt.Errorf("run directory %s: %w (it was created while the run went on; the run's results are discarded)", out, err)
+	if err := rd.Publish(); err != nil {
+		return "", err
 	}
-	partial.Keep()
-	parents.Keep()
 	return out, nil
-}
-
-// checkOut refuses a run directory that holds anything already: the user's
-// file or link, or a folder with anything in it, a finished run included.
-func checkOut(out string) error {
-	fi, err := os.Lstat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return fmt.Errorf("run directory %s: %w", out, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("run directory %s is a symbolic link; give a new or empty folder (nothing was changed)", out)
-	case !fi.IsDir():
-		return fmt.Errorf("run directory %s is an existing file; give a new or empty folder (nothing was changed)", out)
-	}
-	entries, err := os.ReadDir(out)
-	if err != nil {
-		return fmt.Errorf("run directory %s: %w", out, err)
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	if _, err := os.Stat(filepath.Join(out, report.ResultsFile)); err == nil {
-		return fmt.Errorf("run directory %s holds a finished run; give a new or empty folder (nothing was changed)", out)
-	}
-	return fmt.Errorf("run directory %s exists and is not empty; give a new or empty folder (nothing was changed)", out)
-}
-
-// mkdirAll makes dir and its missing parents, and returns how to remove the
-// ones it made, deepest first, as long as they are empty (a failed run
-// leaves no empty runs/<name>/ behind; one that another run filled stays).
-func mkdirAll(dir string) (undo func(), err error) {
-	var made []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
-			break
-		}
-		made = append(made, d)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return func() {
-		for _, d := range made {
-			if syscall.Rmdir(d) != nil {
-				return
-			}
-		}
-	}, nil
-}
-
-// removeLeftovers removes the partial directories that killed runs (kill -9,
-// a lost node) left in dir, with a warning for each.
-func removeLeftovers(dir string, log *logrus.Logger) {
-	removed, err := atomicfile.RemoveLeftovers(dir)
-	for _, p := range removed {
-		log.Warnf("removed %s, left by a run that was killed before it finished", p)
-	}
-	if err != nil {
-		log.Warnf("cannot remove what killed runs left in %s: %v", dir, err)
-	}
 }
 
 func (e *experiment) run() error {
@@ -380,49 +240,17 @@ func (e *experiment) timed(name string, f func() error) error {
 
 func (e *experiment) loadModel() error {
 	cfg := e.cfg
-	dev, fellBack, err := torch.ResolveDevice(cfg.Device)
-	if err != nil {
-		return err
-	}
-	if fellBack {
-		e.log.Warn("device auto: no CUDA device found, running on the CPU")
-	}
-	e.device = dev
-	e.manifest.Device = dev
-	e.manifest.DeviceName = deviceName(dev)
-	cast := torch.FP32
-	if strings.HasPrefix(dev, "cuda") {
-		cast = map[string]torch.Autocast{"bf16": torch.BF16, "fp16": torch.FP16}[cfg.Precision]
-	} else if cfg.Precision != "fp32" {
-		e.log.Warnf("precision %s applies on CUDA only; the CPU runs fp32", cfg.Precision)
-	}
 	in := cfg.Model.Input
-	m, err := model.Load(cfg.Model.Path, dev, model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop,
-		Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange})
+	m, classes, cast, err := model.Open(model.Spec{Path: cfg.Model.Path, Labels: cfg.Model.Labels, Device: cfg.Device, Precision: cfg.Precision,
+		Input:  model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
+		Layers: e.cfg.Layers()}, e.log)
 	if err != nil {
 		return err
 	}
-	e.model = m
-	if err := m.CheckLayers(e.layers()); err != nil {
-		return err
-	}
-	e.classes.Path = cfg.Model.Labels
-	if e.classes.N, err = m.Prepare(e.layers()); err != nil {
-		return err
-	}
-	if cfg.Model.Labels != "" {
-		if e.classes.Labels, err = model.ReadLabels(cfg.Model.Labels); err != nil {
-			return err
-		}
-		if len(e.classes.Labels) != e.classes.N {
-			return fmt.Errorf("model.labels %s has %d names but the model has %d outputs", cfg.Model.Labels, len(e.classes.Labels), e.classes.N)
-		}
-		if dup := e.classes.Repeated(); len(dup) > 0 {
-			e.log.Warnf("model.labels %s: names that stand for more than one class: %s; a target with such a name is an error, give its index",
-				cfg.Model.Labels, strings.Join(dup, ", "))
-		}
-	}
-	for _, t := range e.targets() {
+	e.model, e.classes, e.device = m, classes, m.Device()
+	e.manifest.Device = e.device
+	e.manifest.DeviceName = model.DeviceName(e.device)
+	for _, t := range e.cfg.Targets() {
 		if _, err := e.classIndex(t); err != nil {
 			return err
 		}
@@ -444,7 +272,7 @@ func (e *experiment) loadModel() error {
 	if e.transfer, err = st.Method(); err != nil {
 		return err
 	}
-	e.fitter = &cav.Fitter{Device: dev, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
+	e.fitter = &cav.Fitter{Device: e.device, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
 	if e.dir != "" { // not for validate
 		if e.cavs, err = cav.NewWriter(e.dir, hash); err != nil {
 			return err
@@ -471,45 +299,6 @@ func (e *experiment) extractorFor(in model.Input) *activations.Extractor {
 	return ex
 }
 
-// targets are every class any stage explains or attacks.
-func (e *experiment) targets() []string {
-	out := append([]string(nil), e.cfg.TCAV.Targets...)
-	for _, a := range e.cfg.Attack {
-		out = append(out, a.Target)
-	}
-	for _, f := range e.cfg.Facets {
-		if f.Target.Class != "" {
-			out = append(out, f.Target.Class)
-		}
-	}
-	return out
-}
-
-// layers are every layer any stage asks for.
-func (e *experiment) layers() []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(ls ...string) {
-		for _, l := range ls {
-			if !seen[l] {
-				seen[l] = true
-				out = append(out, l)
-			}
-		}
-	}
-	add(e.cfg.TCAV.Layers...)
-	for _, a := range e.cfg.Attack {
-		add(a.Layer)
-	}
-	for _, f := range e.cfg.Facets {
-		add(f.FacetLayers...)
-		if f.Target.Layer != "" {
-			add(f.Target.Layer)
-		}
-	}
-	return out
-}
-
 // listImages chooses every set's images and hashes the lists.
 func (e *experiment) listImages() error {
 	cfg := e.cfg
@@ -522,7 +311,7 @@ func (e *experiment) listImages() error {
 	if randoms {
 		names = append(names, cfg.TCAV.Random.Sets...)
 	}
-	for _, t := range e.targets() {
+	for _, t := range e.cfg.Targets() {
 		names = append(names, e.classSet(t))
 	}
 	for _, a := range cfg.Attack {
@@ -550,12 +339,7 @@ func (e *experiment) listImages() error {
 	return e.checkSplits()
 }
 
-func (e *experiment) classSet(target string) string {
-	if s, ok := e.cfg.TCAV.ClassSets[target]; ok && s != "" {
-		return s
-	}
-	return target
-}
+func (e *experiment) classSet(target string) string { return e.cfg.ClassSet(target) }
 
 // classIndex resolves a target written as a label name or an index.
 func (e *experiment) classIndex(target string) (int, error) { return e.classes.Index(target) }
@@ -568,45 +352,6 @@ func deviceKind(dev string) string {
 		return "cuda"
 	}
 	return "cpu"
-}
-
-func deviceName(dev string) string {
-	if idx, ok := strings.CutPrefix(dev, "cuda:"); ok {
-		names, _ := torch.CUDADevices()
-		if i, err := strconv.Atoi(idx); err == nil && i < len(names) {
-			return names[i]
-		}
-	}
-	return "cpu"
-}
-
-// fileHook copies log entries to the run's log.jsonl.
-type fileHook struct {
-	w io.Writer
-	f logrus.Formatter
-}
-
-func (h *fileHook) Levels() []logrus.Level { return logrus.AllLevels }
-
-func (h *fileHook) Fire(entry *logrus.Entry) error {
-	b, err := h.f.Format(entry)
-	if err != nil {
-		return err
-	}
-	_, err = h.w.Write(b)
-	return err
-}
-
-func removeHook(log *logrus.Logger, hook logrus.Hook) {
-	hooks := logrus.LevelHooks{}
-	for lvl, hs := range log.Hooks {
-		for _, h := range hs {
-			if h != hook {
-				hooks[lvl] = append(hooks[lvl], h)
-			}
-		}
-	}
-	log.ReplaceHooks(hooks)
 }
 
 func setsMap() map[string]activations.Set { return map[string]activations.Set{} }

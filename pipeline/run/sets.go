@@ -1,11 +1,8 @@
 package run
 
 import (
-	"fmt"
-
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/images"
-	"github.com/cavforge/cavforge/pipeline/model"
 )
 
 // imageSet is the named set, listed, checked and hashed on first use: every
@@ -26,43 +23,12 @@ func (e *experiment) imageSet(name string) (activations.Set, error) {
 
 // addSet checks and hashes the chosen files of a set and keeps it.
 func (e *experiment) addSet(name string, files []string) (activations.Set, error) {
-	cfg := e.cfg
-	counts := map[[2]int]int{}
-	kept := files[:0:0]
-	for _, f := range files {
-		w, h, err := images.Header(f)
-		if err != nil {
-			if !cfg.Data.SkipBadImages {
-				return activations.Set{}, fmt.Errorf("%w (data.skip_bad_images: true skips it)", err)
-			}
-			e.log.WithField("file", f).Warnf("skipping image: %v", err)
-			continue
-		}
-		counts[[2]int{h, w}]++
-		kept = append(kept, f)
-	}
-	if len(kept) == 0 {
-		return activations.Set{}, fmt.Errorf("data.root/%s: none of its %d images can be read", name, len(files))
-	}
-	var sizes []model.SizeCount
-	for hw, n := range counts {
-		sizes = append(sizes, model.SizeCount{H: hw[0], W: hw[1], N: n})
-	}
-	effect, warnings, err := e.model.Input.Effect(sizes)
+	s, effect, err := activations.NewSet(e.cfg.Data.Root, name, files, e.model.Input, e.cfg.Data.SkipBadImages, e.log)
 	if err != nil {
-		return activations.Set{}, err
+		return s, err
 	}
-	e.log.WithField("set", name).Info(effect)
-	for _, w := range warnings {
-		e.log.WithField("set", name).Warn(w)
-	}
-	hash, err := images.ListHash(cfg.Data.Root, kept)
-	if err != nil {
-		return activations.Set{}, err
-	}
-	s := activations.Set{Name: name, Files: kept, Hash: hash}
 	e.sets[name] = s
 	e.effects[name] = effect
-	e.manifest.ImageLists[name] = hash
+	e.manifest.ImageLists[name] = s.Hash
 	return s, nil
 }
