@@ -43,33 +43,33 @@ type calibration struct {
 func newCalibration(t *testing.T, cfg *config.Config) *calibration {
 	t.Helper()
 	e := loadedExperiment(t, cfg)
-	if err := e.listImages(); err != nil {
+	if err := e.plan.ListImages(); err != nil {
 		t.Fatal(err)
 	}
 	c := &calibration{e: e, layers: cfg.TCAV.Layers, targets: cfg.TCAV.Targets,
 		known: map[string]map[string]*activations.Activations{}, grads: map[string]map[string]*activations.Activations{}}
 	for _, name := range cfg.TCAV.Random.Sets {
-		a, err := e.extract.Extract(e.sets[name], c.layers)
+		a, err := e.extract.Extract(e.plan.Sets[name], c.layers)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.pool = append(c.pool, a)
 	}
 	for _, name := range cfg.TCAV.Concepts {
-		a, err := e.extract.Extract(e.sets[name], c.layers)
+		a, err := e.extract.Extract(e.plan.Sets[name], c.layers)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.known[name] = a
 	}
 	for _, target := range c.targets {
-		class, err := e.classIndex(target)
+		class, err := e.plan.Classes.Index(target)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.grads[target] = map[string]*activations.Activations{}
 		for _, l := range c.layers {
-			g, err := e.extract.ClassGradients(e.sets[e.classSet(target)], l, class)
+			g, err := e.extract.ClassGradients(e.plan.Sets[cfg.ClassSet(target)], l, class)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,8 +83,8 @@ func newCalibration(t *testing.T, cfg *config.Config) *calibration {
 // when the test ends.
 func loadedExperiment(t *testing.T, cfg *config.Config) *experiment {
 	t.Helper()
-	e := &experiment{cfg: cfg, log: quietLog(), sets: setsMap(), effects: map[string]string{}}
-	e.manifest.Stages, e.manifest.ImageLists = map[string]float64{}, map[string]string{}
+	e := &experiment{cfg: cfg, log: quietLog()}
+	e.manifest.Stages = map[string]float64{}
 	t.Cleanup(func() {
 		if e.fitter != nil {
 			e.fitter.Close()
@@ -124,7 +124,7 @@ func (c *calibration) verdict(t *testing.T, concept map[string]*activations.Acti
 		}
 		// The calibrated design's CAVs are fitted for every arm: the
 		// t-tests ignore them, and the cache keeps each fit once.
-		tl, err := tcav.FitLayer(c.e.fitter, []*activations.Activations{concept[l]}, randoms, c.e.method,
+		tl, err := tcav.FitLayer(c.e.fitter, []*activations.Activations{concept[l]}, randoms, c.e.plan.Method,
 			tcav.Significance{Method: stats.Calibrated, Negatives: negatives})
 		if err != nil {
 			t.Fatal(err)

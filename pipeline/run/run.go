@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/interrupt"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/plan"
 	"github.com/cavforge/cavforge/pipeline/progress"
 	"github.com/cavforge/cavforge/pipeline/report"
 	"github.com/cavforge/cavforge/pipeline/rundir"
@@ -49,28 +49,22 @@ type Manifest = rundir.Manifest
 
 // experiment is the state one run shares between its stages.
 type experiment struct {
-	cfg     *config.Config
-	opts    Options
-	dir     string // the run directory being written
-	log     *logrus.Logger
-	device  string
-	model   *model.Model
-	classes model.Classes // the model's outputs and their names
-	sets    map[string]activations.Set
-	effects map[string]string // set → what preprocessing does to it
-	extract *activations.Extractor
-	// extractors are every extractor made, e.extract first, closed at the end.
+	cfg    *config.Config
+	opts   Options
+	dir    string // the run directory being written
+	log    *logrus.Logger
+	device string
+	model  *model.Model
+	plan   *plan.Plan // the config resolved against the model: sets and specs
+	// extractors are every extractor made, extract first, closed at the end.
+	extract    *activations.Extractor
 	extractors []*activations.Extractor
 	cast       torch.Autocast
 	cache      cache.Cache
 	fitter     *cav.Fitter // every CAV of the run, and the sets it uploaded
-	method     cav.Method  // tcav.cav
-	// transfer is the attack's other classifier (tcav.cav.transfer_classifier).
-	transfer cav.Method
-	stored   *cav.Store  // tcav.cavs_from's CAVs, or nil
-	cavs     *cav.Writer // cavs/ of the run directory
-	manifest Manifest
-	results  report.Results
+	cavs       *cav.Writer // cavs/ of the run directory
+	manifest   Manifest
+	results    report.Results
 }
 
 // PartialPrefix is how the temporary directory of an unfinished run at out
@@ -135,10 +129,10 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	}
 	tmp := rd.Tmp
 
-	e := &experiment{cfg: cfg, opts: opts, log: log, sets: setsMap(), effects: map[string]string{}, dir: tmp}
+	e := &experiment{cfg: cfg, opts: opts, log: log, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
-		Stages: map[string]float64{}, ImageLists: map[string]string{},
+		Stages: map[string]float64{},
 		Selected: opts.Stages, Overrides: opts.Overrides}
 	if err := e.run(); err != nil {
 		return "", err
@@ -151,6 +145,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 		e.manifest.ActivationPass = e.extract.Choice
 		e.manifest.GradientPass = e.extract.GradChoice
 	}
+	e.manifest.ImageLists = e.plan.Hashes()
 	if err := e.cavs.Close(e.manifest.ImageLists); err != nil {
 		return "", err
 	}
@@ -190,7 +185,7 @@ func (e *experiment) run() error {
 		f    func() error
 	}{
 		{"load model", e.loadModel},
-		{"list images", e.listImages},
+		{"list images", func() error { return e.plan.ListImages() }},
 		{"tcav", e.tcav},
 		{"attack", e.attacks},
 		{"audit", e.audit},
@@ -243,17 +238,15 @@ func (e *experiment) loadModel() error {
 	in := cfg.Model.Input
 	m, classes, cast, err := model.Open(model.Spec{Path: cfg.Model.Path, Labels: cfg.Model.Labels, Device: cfg.Device, Precision: cfg.Precision,
 		Input:  model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
-		Layers: e.cfg.Layers()}, e.log)
+		Layers: cfg.Layers()}, e.log)
 	if err != nil {
 		return err
 	}
-	e.model, e.classes, e.device = m, classes, m.Device()
+	e.model, e.device, e.cast = m, m.Device(), cast
 	e.manifest.Device = e.device
 	e.manifest.DeviceName = model.DeviceName(e.device)
-	for _, t := range e.cfg.Targets() {
-		if _, err := e.classIndex(t); err != nil {
-			return err
-		}
+	if e.plan, err = plan.New(cfg, classes, m.Input, e.log); err != nil {
+		return err
 	}
 	hash, err := FileHash(cfg.Model.Path)
 	if err != nil {
@@ -261,17 +254,7 @@ func (e *experiment) loadModel() error {
 	}
 	e.manifest.ModelHash = hash
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
-	e.cast = cast
 	e.extract = e.extractorFor(m.Input)
-	c := cfg.TCAV.CAV
-	st := cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction}
-	if e.method, err = st.Method(); err != nil {
-		return err
-	}
-	st.Classifier = c.TransferClassifier
-	if e.transfer, err = st.Method(); err != nil {
-		return err
-	}
 	e.fitter = &cav.Fitter{Device: e.device, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
 	if e.dir != "" { // not for validate
 		if e.cavs, err = cav.NewWriter(e.dir, hash); err != nil {
@@ -280,10 +263,12 @@ func (e *experiment) loadModel() error {
 		e.fitter.Record = e.cavs.Add
 	}
 	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
-		if e.stored, err = cav.Open(from, hash); err != nil {
+		st, err := cav.Open(from, hash)
+		if err != nil {
 			return fmt.Errorf("tcav.cavs_from: %w", err)
 		}
-		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(e.stored.Index.CAVs), e.stored.Dir)
+		e.plan.Stored = st
+		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(st.Index.CAVs), st.Dir)
 	}
 	return nil
 }
@@ -299,51 +284,6 @@ func (e *experiment) extractorFor(in model.Input) *activations.Extractor {
 	return ex
 }
 
-// listImages chooses every set's images and hashes the lists.
-func (e *experiment) listImages() error {
-	cfg := e.cfg
-	// Stored CAVs need no concept or random images; other stages may.
-	var names []string
-	if cfg.TCAV.CAVsFrom == "" {
-		names = append(names, cfg.TCAV.Concepts...)
-	}
-	randoms := cfg.TCAV.CAVsFrom == "" || len(cfg.Attack) > 0 || len(cfg.Facets) > 0 || cfg.Audit.Enabled
-	if randoms {
-		names = append(names, cfg.TCAV.Random.Sets...)
-	}
-	for _, t := range e.cfg.Targets() {
-		names = append(names, e.classSet(t))
-	}
-	for _, a := range cfg.Attack {
-		names = append(names, a.Concept)
-		if a.Toward != "" && a.Toward != "random" {
-			names = append(names, a.Toward)
-		}
-	}
-	for _, f := range cfg.Facets {
-		names = append(names, f.Facet)
-	}
-	if randoms {
-		if err := e.drawRandomSets(); err != nil {
-			return err
-		}
-	}
-	if cfg.Audit.Enabled {
-		names = append(names, cfg.Audit.Concepts...)
-	}
-	for _, n := range names {
-		if _, err := e.imageSet(n); err != nil {
-			return err
-		}
-	}
-	return e.checkSplits()
-}
-
-func (e *experiment) classSet(target string) string { return e.cfg.ClassSet(target) }
-
-// classIndex resolves a target written as a label name or an index.
-func (e *experiment) classIndex(target string) (int, error) { return e.classes.Index(target) }
-
 // FileHash is the SHA-256 of a file, as the manifest records the model.
 func FileHash(path string) (string, error) { return images.FileSHA256(path) }
 
@@ -352,15 +292,4 @@ func deviceKind(dev string) string {
 		return "cuda"
 	}
 	return "cpu"
-}
-
-func setsMap() map[string]activations.Set { return map[string]activations.Set{} }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

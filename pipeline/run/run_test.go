@@ -156,12 +156,12 @@ func TestRandomFromDrawsDisjointSeededSets(t *testing.T) {
 	draw := func(overrides ...string) map[string][]string {
 		cfg := demoConfig(t, "", append([]string{"tcav.random.from=random_pool", "tcav.random.count=5"}, overrides...)...)
 		e := loadedExperiment(t, cfg)
-		if err := e.drawRandomSets(); err != nil {
+		if err := e.plan.ListImages(); err != nil {
 			t.Fatal(err)
 		}
 		out := map[string][]string{}
 		for _, n := range cfg.TCAV.Random.Sets {
-			out[n] = e.sets[n].Files
+			out[n] = e.plan.Sets[n].Files
 		}
 		return out
 	}
@@ -185,7 +185,7 @@ func TestRandomFromDrawsDisjointSeededSets(t *testing.T) {
 		}
 	}
 	e := loadedExperiment(t, demoConfig(t, "", "tcav.random.from=random_pool", "tcav.random.count=101"))
-	if err := e.drawRandomSets(); err == nil || !strings.Contains(err.Error(), "too few for 101 disjoint sets of 20") {
+	if err := e.plan.ListImages(); err == nil || !strings.Contains(err.Error(), "too few for 101 disjoint sets of 20") {
 		t.Errorf("pool too small: %v", err)
 	}
 }

@@ -2,13 +2,17 @@ package run
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
+	"path"
 	"slices"
 	"strings"
 
+	"github.com/cavforge/cavforge/pipeline/attack"
+	"github.com/cavforge/cavforge/pipeline/audit"
 	"github.com/cavforge/cavforge/pipeline/config"
-	"github.com/cavforge/cavforge/pipeline/report"
+	"github.com/cavforge/cavforge/pipeline/facets"
+	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/plan"
+	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
 // StageNames are the stages --stages can choose, in the order they run.
@@ -32,7 +36,7 @@ func CheckStages(cfg *config.Config, stages []string) error {
 			continue
 		}
 		if f.PoisonedFrom != "" {
-			if _, err := poisonedSet(f); err != nil {
+			if _, err := plan.PoisonedFrom(f); err != nil {
 				return fmt.Errorf("facets.%d.poisoned_from: %w", i, err)
 			}
 			continue
@@ -45,32 +49,75 @@ func CheckStages(cfg *config.Config, stages []string) error {
 	return nil
 }
 
-// poisonedSet is the folder, in the run directory f.PoisonedFrom, of that
-// run's poisoned facet concept set: its attack on the concept (one for the
-// same target first) at its largest budget, as for this run's own attack.
-func poisonedSet(f config.Facet) (string, error) {
-	res, err := report.ReadJSON(filepath.Join(f.PoisonedFrom, report.ResultsFile))
+// tcav runs the TCAV stage over the sets of tcav.*.
+func (e *experiment) tcav() error {
+	if len(e.cfg.TCAV.Targets) == 0 {
+		return nil
+	}
+	entries, err := tcav.Run(e.plan.TCAV(), e.extract, e.fitter, e.device, e.timed)
+	e.results.TCAV = append(e.results.TCAV, entries...)
+	return err
+}
+
+// attacks runs every attack of the config (see attack.Stage.Run).
+func (e *experiment) attacks() error {
+	st := &attack.Stage{Model: e.model, Extract: e.extract, Judge: e.judge(), Dir: e.dir,
+		BatchSize: e.cfg.Data.BatchSize, SkipBad: e.cfg.Data.SkipBadImages, Log: e.log, Progress: e.opts.Progress,
+		Preprocess: func(in model.Input) attack.Extractor { return e.extractorFor(in) }}
+	for i, a := range e.cfg.Attack {
+		entries, err := st.Run(e.plan.Attack(i))
+		if err != nil {
+			return fmt.Errorf("attack %s→%s at %s: %w", a.Concept, a.Target, a.Layer, err)
+		}
+		e.results.Attack = append(e.results.Attack, entries...)
+	}
+	return nil
+}
+
+// audit runs the audit stage: each random set audited as if it were a
+// concept (the calibration), then every audited set, this run's poisoned
+// sets among them.
+func (e *experiment) audit() error {
+	if !e.cfg.Audit.Enabled {
+		return nil
+	}
+	var poisoned []string
+	for _, a := range e.results.Attack {
+		poisoned = append(poisoned, a.Images)
+	}
+	spec, err := e.plan.Audit(poisoned, e.dir)
 	if err != nil {
-		return "", fmt.Errorf("%s is not a finished run: %w", f.PoisonedFrom, err)
+		return err
 	}
-	var chosen *report.AttackEntry
-	for i, a := range res.Attack {
-		if a.Concept != f.Facet {
-			continue
+	st := &audit.Stage{Extract: e.extract, Judge: e.judge(), Dir: e.dir, Log: e.log}
+	entries, err := st.Run(spec)
+	e.results.Audit = append(e.results.Audit, entries...)
+	return err
+}
+
+// facets renders every faceted feature visualization of the config: the
+// target through the facet fitted on the clean concept set and, with
+// compare_attack, through the facet fitted on the attack stage's poisoned
+// set, from the same start and the same transforms.
+func (e *experiment) facets() error {
+	for _, f := range e.cfg.Facets {
+		spec, err := e.plan.Facet(f, e.dir)
+		var entry *facets.Entry
+		if err == nil {
+			spec.Device, spec.Cast, spec.Progress = e.device, e.extract.Cast, e.opts.Progress
+			entry, err = facets.Run(spec, e.model, e.extract, e.fitter, e.dir)
 		}
-		better := chosen == nil ||
-			(chosen.Target != f.Target.Class && a.Target == f.Target.Class) ||
-			(chosen.Target == a.Target && a.Eps > chosen.Eps)
-		if better {
-			chosen = &res.Attack[i]
+		if err != nil {
+			return fmt.Errorf("facet %s through %s: %w", plan.FacetName(f.Target), f.Facet, err)
 		}
+		e.log.WithField("facet", strings.TrimSuffix(path.Base(entry.Sheet), "-sheet.png")).Infof("rendered %d strengths; projection on the clean facet %s",
+			f.Batch, entry.ProjectionSummary())
+		e.results.Facets = append(e.results.Facets, *entry)
 	}
-	if chosen == nil {
-		return "", fmt.Errorf("the run %s has no attack on concept %q", f.PoisonedFrom, f.Facet)
-	}
-	dir := filepath.Join(f.PoisonedFrom, filepath.FromSlash(strings.TrimSuffix(chosen.Images, "/")))
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("the run %s lists its poisoned %s set at %s, which is not there", f.PoisonedFrom, f.Facet, dir)
-	}
-	return dir, nil
+	return nil
+}
+
+// judge scores a set as the TCAV stage would (see plan.Significance).
+func (e *experiment) judge() tcav.Judge {
+	return tcav.Judge{Fitter: e.fitter, Device: e.device, Significance: e.plan.Significance()}
 }
