@@ -23,10 +23,6 @@ type auditRow struct {
 	Shifted                                        []string
 }
 
-// scoredSignals are the signals the combined score reads (audit.Scored;
-// report does not import the stage that computed them).
-var scoredSignals = map[string]bool{"tcav_shift": true, "tcav_shift_t": true, "alignment_shift": true, "alignment_shift_t": true}
-
 func auditRows(entries []AuditEntry) []auditRow {
 	var rows []auditRow
 	for _, e := range entries {
@@ -41,7 +37,7 @@ func auditRows(entries []AuditEntry) []auditRow {
 		}
 		for _, name := range slices.Sorted(maps.Keys(e.Signals)) {
 			star := ""
-			if scoredSignals[name] {
+			if slices.Contains(audit.Scored, name) {
 				star = "*"
 			}
 			text := fmt.Sprintf("%s%s %.3g", name, star, e.Signals[name])
