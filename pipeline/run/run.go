@@ -132,7 +132,7 @@ func Run(cfg *config.Config, opts Options) (dir string, err error) {
 	e := &experiment{cfg: cfg, opts: opts, log: log, dir: tmp}
 	e.manifest = Manifest{Name: cfg.Name + " (" + filepath.Base(out) + ")", Cavforge: opts.Version, Commit: opts.Commit, Go: runtime.Version(), Libtorch: torch.Version(),
 		CUDA: torch.CUDAAvailable(), Seed: cfg.Seed, ConfigHash: cfgHash, Start: start,
-		Stages: map[string]float64{},
+		Stages:   map[string]float64{},
 		Selected: opts.Stages, Overrides: opts.Overrides}
 	if err := e.run(); err != nil {
 		return "", err
