@@ -1,5 +1,7 @@
 package config
 
+import "fmt"
+
 // Targets are every class any stage explains or attacks, as written.
 func (c *Config) Targets() []string {
 	out := append([]string(nil), c.TCAV.Targets...)
@@ -46,4 +48,13 @@ func (c *Config) ClassSet(target string) string {
 		return s
 	}
 	return target
+}
+
+// Name is a facet target as results.json names it: the class, or the
+// layer and channel.
+func (t FacetTarget) Name() string {
+	if t.Class != "" {
+		return t.Class
+	}
+	return fmt.Sprintf("%s-ch%d", t.Layer, t.Channel)
 }

@@ -1,7 +1,10 @@
 package plan
 
 import (
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -11,19 +14,31 @@ import (
 	"github.com/cavforge/cavforge/pipeline/attack"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/model"
+	"github.com/cavforge/cavforge/pipeline/report"
 )
 
-// testPlan resolves cfg against a three-class model, with every set the
-// config names listed by name only (no images are read).
-func testPlan(t *testing.T, cfg *config.Config) *Plan {
-	t.Helper()
+var threeClasses = model.Classes{N: 3, Labels: []string{"cat", "zebra", "dog"}}
+
+func quietLog() *logrus.Logger {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	p, err := New(cfg, model.Classes{N: 3, Labels: []string{"cat", "zebra", "dog"}}, model.Input{Size: [2]int{32, 32}}, log)
+	return log
+}
+
+// testPlan resolves a config with the given attacks against a three-class
+// model, with every set the config names listed by name only (no images
+// are read).
+func testPlan(t *testing.T, attacks ...config.Attack) *Plan {
+	t.Helper()
+	cfg := config.Default()
+	cfg.TCAV.Concepts, cfg.TCAV.Targets, cfg.TCAV.Layers = []string{"stripes", "dots", "plain"}, nil, nil
+	cfg.TCAV.Random.Sets = []string{"r0", "r1", "r2", "r3"}
+	cfg.Attack = attacks
+	p, err := New(cfg, threeClasses, model.Input{Size: [2]int{32, 32}}, nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range append(append([]string{"stripes", "zebra", "cat"}, cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...) {
+	for _, n := range append(append([]string{"zebra", "cat"}, cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...) {
 		p.Sets[n] = activations.Set{Name: n, Hash: "h-" + n}
 	}
 	return p
@@ -43,49 +58,84 @@ func names(sets []activations.Set) []string {
 	return out
 }
 
-// Two attacks on one concept, target and layer with a budget in common get
-// folders apart; the facet of compare_attack reads the attack for its own
-// target at its largest budget; the audit without TCAV targets audits the
-// attacked classes at the attacked layers.
-func TestSpecsResolveSetsClassesAndFolders(t *testing.T) {
-	cfg := config.Default()
-	cfg.TCAV.Concepts, cfg.TCAV.Targets, cfg.TCAV.Layers = []string{"stripes", "dots", "plain"}, nil, nil
-	cfg.TCAV.Random.Sets = []string{"r0", "r1", "r2", "r3"}
-	cfg.Attack = []config.Attack{attackOn("zebra", 0.01, 0.02), attackOn("zebra", 0.02), attackOn("cat", 0.03), attackOn("zebra", 0.05)}
-	p := testPlan(t, cfg)
-
+// Two attacks on one concept, target and layer with a budget in common
+// would write one folder: the later one's gets the suffix attack<i>.
+func TestAttacksSharingABudgetGetFoldersApart(t *testing.T) {
+	p := testPlan(t, attackOn("zebra", 0.01, 0.02), attackOn("zebra", 0.02), attackOn("cat", 0.03), attackOn("zebra", 0.05))
 	for i, want := range []string{"", "attack1", "", ""} {
 		if got := p.Attack(i).Variant; got != want {
 			t.Errorf("attack %d: variant %q, want %q", i, got, want)
 		}
 	}
+}
+
+// An attack's spec has its class, class images, and the random sets it
+// sees apart from the judge_random it is judged on.
+func TestAttackSpecSplitsTheRandomSets(t *testing.T) {
+	p := testPlan(t, attackOn("zebra", 0.01))
 	a := p.Attack(0)
 	if a.Class != 1 || a.ClassImages.Name != "zebra" || a.Concept.Name != "stripes" {
-		t.Errorf("attack 0: class %d images %q concept %q, want 1 zebra stripes", a.Class, a.ClassImages.Name, a.Concept.Name)
+		t.Errorf("class %d images %q concept %q, want 1 zebra stripes", a.Class, a.ClassImages.Name, a.Concept.Name)
 	}
 	if !slices.Equal(names(a.Seen), []string{"r0", "r1", "r2"}) || !slices.Equal(names(a.Judge), []string{"r3"}) {
-		t.Errorf("attack 0 sees %v and is judged on %v, want r0..r2 and r3 (judge_random 1)", names(a.Seen), names(a.Judge))
+		t.Errorf("sees %v and is judged on %v, want r0..r2 and r3 (judge_random 1)", names(a.Seen), names(a.Judge))
 	}
 	if got := p.Significance().Tests; got != 3 {
 		t.Errorf("Bonferroni over %d tests, want the 3 TCAV concepts", got)
 	}
+}
 
+// compare_attack reads the poisoned set for the facet's own target at its
+// largest budget, and an earlier run's results.json (poisoned_from) gives
+// the same folder as this run's own attack stage.
+func TestCompareAttackReadsTheAttackForItsOwnTargetAsPoisonedFromDoes(t *testing.T) {
+	attacks := []config.Attack{attackOn("cat", 0.01), attackOn("zebra", 0.01, 0.02), attackOn("zebra", 0.04), attackOn("zebra", 0.04)}
+	p := testPlan(t, attacks...)
+	run := t.TempDir()
+	var res report.Results
+	for i, a := range attacks {
+		for _, eps := range a.Eps {
+			dir := attack.Dir(a.Concept, a.Target, a.Layer, eps, attackVariant(attacks, i))
+			if err := os.MkdirAll(filepath.Join(run, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			res.Attack = append(res.Attack, attack.Entry{Concept: a.Concept, Target: a.Target, Layer: a.Layer, Eps: eps, Images: dir + "/"})
+		}
+	}
+	data, err := json.Marshal(res) // only what PoisonedFrom reads: not a valid results.json
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, report.ResultsFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for target, want := range map[string]string{
-		"zebra": attack.Dir("stripes", "zebra", "l1", 0.02, ""), // the first attack for the target
-		"cat":   attack.Dir("stripes", "cat", "l1", 0.03, ""),
-		"dog":   attack.Dir("stripes", "zebra", "l1", 0.02, ""), // none for dog: the first one
+		"zebra": attack.Dir("stripes", "zebra", "l1", 0.04, ""), // the largest zebra budget, the earlier of two
+		"cat":   attack.Dir("stripes", "cat", "l1", 0.01, ""),
+		"dog":   attack.Dir("stripes", "cat", "l1", 0.01, ""), // none for dog: the first attack's largest
 	} {
-		got, err := p.attackedSetDir(config.Facet{Facet: "stripes", Target: config.FacetTarget{Class: target}})
+		f := config.Facet{Facet: "stripes", Target: config.FacetTarget{Class: target}, PoisonedFrom: run}
+		got, err := p.attackedSetDir(f)
 		if err != nil || got != want {
 			t.Errorf("facet on %s reads %q (%v), want %q", target, got, err, want)
+		}
+		from, err := PoisonedFrom(f)
+		if err != nil || from != filepath.Join(run, filepath.FromSlash(want)) {
+			t.Errorf("facet on %s, poisoned_from: %q (%v), want %q", target, from, err, want)
 		}
 	}
 	if _, err := p.attackedSetDir(config.Facet{Facet: "dots", Target: config.FacetTarget{Class: "cat"}}); err == nil {
 		t.Error("compare_attack on a concept no attack poisons: no error")
 	}
+}
 
-	cfg.Audit = config.DefaultAudit()
-	cfg.Audit.Enabled, cfg.Audit.Attacked, cfg.Audit.Concepts = true, false, []string{"stripes"}
+// An audit in a run without TCAV targets audits the attacked classes at
+// the attacked layers, each once, and calibrates on every random set when
+// there are fewer than audit.calibration_sets.
+func TestAuditWithoutTCAVTargetsAuditsTheAttackedClasses(t *testing.T) {
+	p := testPlan(t, attackOn("zebra", 0.01), attackOn("cat", 0.01), attackOn("zebra", 0.02))
+	p.cfg.Audit = config.DefaultAudit()
+	p.cfg.Audit.Enabled, p.cfg.Audit.Attacked, p.cfg.Audit.Concepts = true, false, []string{"stripes"}
 	au, err := p.Audit(nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +159,7 @@ func TestSpecsResolveSetsClassesAndFolders(t *testing.T) {
 func TestNewRefusesAnUnknownTarget(t *testing.T) {
 	cfg := config.Default()
 	cfg.Attack = []config.Attack{attackOn("giraffe", 0.01)}
-	if _, err := New(cfg, model.Classes{N: 3, Labels: []string{"cat", "zebra", "dog"}}, model.Input{}, logrus.New()); err == nil {
+	if _, err := New(cfg, threeClasses, model.Input{}, nil, quietLog()); err == nil {
 		t.Error("attack on giraffe, not a class: no error")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/cavforge/cavforge/pipeline/activations"
+	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/images"
 )
 
@@ -12,7 +13,7 @@ import (
 // tcav.random.from, and refuses a set too small for a held-out CAV split,
 // all before any compute.
 func (p *Plan) ListImages() error {
-	cfg := p.Cfg
+	cfg := p.cfg
 	// Stored CAVs need no concept or random images; other stages may.
 	var names []string
 	if cfg.TCAV.CAVsFrom == "" {
@@ -27,7 +28,7 @@ func (p *Plan) ListImages() error {
 	}
 	for _, a := range cfg.Attack {
 		names = append(names, a.Concept)
-		if a.Toward != "" && a.Toward != "random" {
+		if a.Toward != "" && a.Toward != config.TowardRandom {
 			names = append(names, a.Toward)
 		}
 	}
@@ -58,8 +59,8 @@ func (p *Plan) Set(name string) (activations.Set, error) {
 	if s, ok := p.Sets[name]; ok {
 		return s, nil
 	}
-	cfg := p.Cfg
-	files, err := images.ListSet(cfg.Data.Root, name, cfg.Data.SkipBadImages, p.Log)
+	cfg := p.cfg
+	files, err := images.ListSet(cfg.Data.Root, name, cfg.Data.SkipBadImages, p.log)
 	if err != nil {
 		return activations.Set{}, err
 	}
@@ -68,12 +69,12 @@ func (p *Plan) Set(name string) (activations.Set, error) {
 
 // add checks and hashes the chosen files of a set and keeps it.
 func (p *Plan) add(name string, files []string) (activations.Set, error) {
-	s, effect, err := activations.NewSet(p.Cfg.Data.Root, name, files, p.Input, p.Cfg.Data.SkipBadImages, p.Log)
+	s, effect, err := activations.NewSet(p.cfg.Data.Root, name, files, p.input, p.cfg.Data.SkipBadImages, p.log)
 	if err != nil {
 		return s, err
 	}
 	p.Sets[name] = s
-	p.Effects[name] = effect
+	p.effects[name] = effect
 	return s, nil
 }
 
@@ -81,12 +82,12 @@ func (p *Plan) add(name string, files []string) (activations.Set, error) {
 // shuffled by a seed from (seed, pool), cut into Count disjoint sets of
 // data.max_images.
 func (p *Plan) drawRandomSets() error {
-	cfg := p.Cfg
+	cfg := p.cfg
 	r := cfg.TCAV.Random
 	if r.From == "" {
 		return nil
 	}
-	files, err := images.ListSet(cfg.Data.Root, r.From, cfg.Data.SkipBadImages, p.Log)
+	files, err := images.ListSet(cfg.Data.Root, r.From, cfg.Data.SkipBadImages, p.log)
 	if err != nil {
 		return fmt.Errorf("tcav.random.from: %w", err)
 	}
@@ -101,7 +102,7 @@ func (p *Plan) drawRandomSets() error {
 			return err
 		}
 	}
-	p.Log.Infof("tcav.random.from: %d disjoint random sets of %d images drawn from data.root/%s (%d of its %d images)",
+	p.log.Infof("tcav.random.from: %d disjoint random sets of %d images drawn from data.root/%s (%d of its %d images)",
 		r.Count, per, r.From, r.Count*per, len(files))
 	return nil
 }
@@ -110,7 +111,7 @@ func (p *Plan) drawRandomSets() error {
 // compute: every set a CAV is fitted on needs an image on each side of the
 // split.
 func (p *Plan) checkSplits() error {
-	cfg := p.Cfg
+	cfg := p.cfg
 	tf := cfg.TCAV.CAV.TestFraction
 	names := append(append([]string(nil), cfg.TCAV.Concepts...), cfg.TCAV.Random.Sets...)
 	for _, a := range cfg.Attack {
@@ -135,4 +136,18 @@ func (p *Plan) checkSplits() error {
 		}
 	}
 	return nil
+}
+
+// folderSet is every image under root/rel as the set name, hashed: a folder
+// cavforge wrote, so nothing is skipped or chosen.
+func (p *Plan) folderSet(root, rel, name string) (activations.Set, error) {
+	files, err := images.ListSet(root, rel, false, p.log)
+	if err != nil {
+		return activations.Set{}, err
+	}
+	hash, err := images.ListHash(root, files)
+	if err != nil {
+		return activations.Set{}, err
+	}
+	return activations.Set{Name: name, Files: files, Hash: hash}, nil
 }

@@ -10,11 +10,11 @@ import (
 	"github.com/cavforge/cavforge/pipeline/tcav"
 )
 
-// Write prints the plan validate shows: the model on device, the sets and
+// Print writes the plan validate shows: the model on device, the sets and
 // what preprocessing does to each, the work of the TCAV stage and its test,
 // and a warning for each verdict the calibrated test cannot reach.
-func (p *Plan) Write(w io.Writer, device string) {
-	cfg := p.Cfg
+func (p *Plan) Print(w io.Writer, device string) {
+	cfg := p.cfg
 	t := cfg.TCAV
 	r := len(t.Random.Sets)
 	in := cfg.Model.Input
@@ -30,10 +30,10 @@ func (p *Plan) Write(w io.Writer, device string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(w, "  %-20s %s\n", name, p.Effects[name])
+		fmt.Fprintf(w, "  %-20s %s\n", name, p.effects[name])
 	}
 	sig := p.Significance()
-	th := sig.Threshold(len(t.Concepts))
+	th, reachable := p.reachable(r)
 	calibrated := sig.Method == stats.Calibrated
 	if len(t.Targets) > 0 {
 		null := 0
@@ -49,16 +49,13 @@ func (p *Plan) Write(w io.Writer, device string) {
 				tcav.NewDesign(r, sig.Negatives).Negatives(), r, r+1)
 		}
 		fmt.Fprintln(w)
-		if calibrated && !stats.Reachable(r, th) {
+		if !reachable {
 			fmt.Fprintf(w, "         warning: %s (alpha %.3g): no concept can be significant; it needs %d random sets (tcav.random.count, or tcav.random.from a pool folder)\n",
 				stats.Resolution(r), th, stats.RandomSetsNeeded(th))
 		}
 	}
-	if !calibrated {
-		return
-	}
 	for i, a := range cfg.Attack {
-		if !stats.Reachable(a.JudgeRandom, th) {
+		if _, ok := p.reachable(a.JudgeRandom); !ok {
 			fmt.Fprintf(w, "attack.%d  warning: judged on %d held-out random sets, the calibrated test %s (alpha %.3g): its verdicts cannot be significant; it needs judge_random %d\n",
 				i, a.JudgeRandom, stats.Resolution(a.JudgeRandom), th, stats.RandomSetsNeeded(th))
 		}

@@ -2,6 +2,7 @@ package run
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -38,8 +39,8 @@ var goldenRuns = []struct {
 }
 
 // A change meant to move code leaves what a run computes alone; this fails
-// on any difference in results.json (run with -update-golden to record a
-// change that is meant).
+// on any difference in results.json or in the manifest's image lists (run
+// with -update-golden to record a change that is meant).
 func TestResultsJSONUnchangedOnGoldenConfigs(t *testing.T) {
 	// One intra-op thread: with more, how libtorch splits a reduction
 	// depends on how busy its pool is (the CAV fits run side by side), and
@@ -49,27 +50,39 @@ func TestResultsJSONUnchangedOnGoldenConfigs(t *testing.T) {
 	for _, g := range goldenRuns {
 		t.Run(g.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "run")
-			mustRun(t, demoConfig(t, "", g.overrides...), out)
+			_, m := mustRun(t, demoConfig(t, "", g.overrides...), out)
 			got, err := os.ReadFile(filepath.Join(out, "results.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "golden", g.name+".results.json")
-			if *updateGolden {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
+			checkGolden(t, filepath.Join("testdata", "golden", g.name+".results.json"), got)
+			// The image lists the manifest records: which files each set
+			// read (relative names and contents), as set listing decides.
+			lists, err := json.MarshalIndent(m.ImageLists, "", "  ")
 			if err != nil {
-				t.Fatalf("%v (record it with -update-golden)", err)
+				t.Fatal(err)
 			}
-			if !bytes.Equal(got, want) {
-				os.WriteFile(filepath.Join(t.TempDir(), "got.json"), got, 0o644)
-				t.Errorf("results.json differs from %s:\n%s", golden, firstDiff(want, got))
-			}
+			checkGolden(t, filepath.Join("testdata", "golden", g.name+".image_lists.json"), append(lists, '\n'))
 		})
+	}
+}
+
+// checkGolden compares got with the golden file, or records it there with
+// -update-golden.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *updateGolden {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (record it with -update-golden)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n%s", golden, firstDiff(want, got))
 	}
 }
 

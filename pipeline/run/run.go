@@ -235,24 +235,28 @@ func (e *experiment) timed(name string, f func() error) error {
 
 func (e *experiment) loadModel() error {
 	cfg := e.cfg
-	in := cfg.Model.Input
-	m, classes, cast, err := model.Open(model.Spec{Path: cfg.Model.Path, Labels: cfg.Model.Labels, Device: cfg.Device, Precision: cfg.Precision,
-		Input:  model.Input{Size: in.Size, Resize: in.Resize, Crop: in.Crop, Mean: in.Mean, Std: in.Std, PixelRange: in.PixelRange},
-		Layers: cfg.Layers()}, e.log)
+	m, classes, cast, err := model.Open(plan.ModelSpec(cfg), e.log)
 	if err != nil {
 		return err
 	}
 	e.model, e.device, e.cast = m, m.Device(), cast
 	e.manifest.Device = e.device
 	e.manifest.DeviceName = model.DeviceName(e.device)
-	if e.plan, err = plan.New(cfg, classes, m.Input, e.log); err != nil {
-		return err
-	}
 	hash, err := FileHash(cfg.Model.Path)
 	if err != nil {
 		return err
 	}
 	e.manifest.ModelHash = hash
+	var stored *cav.Store
+	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
+		if stored, err = cav.Open(from, hash); err != nil {
+			return fmt.Errorf("tcav.cavs_from: %w", err)
+		}
+		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(stored.Index.CAVs), stored.Dir)
+	}
+	if e.plan, err = plan.New(cfg, classes, m.Input, stored, e.log); err != nil {
+		return err
+	}
 	e.cache = cache.Cache{Dir: cfg.CacheDir, Log: e.log}
 	e.extract = e.extractorFor(m.Input)
 	e.fitter = &cav.Fitter{Device: e.device, Cache: e.cache, ModelKey: e.extract.ModelKey, Seed: cfg.Seed, Force: e.opts.Force}
@@ -261,14 +265,6 @@ func (e *experiment) loadModel() error {
 			return err
 		}
 		e.fitter.Record = e.cavs.Add
-	}
-	if from := cfg.TCAV.CAVsFrom; from != "" && e.wants("tcav") {
-		st, err := cav.Open(from, hash)
-		if err != nil {
-			return fmt.Errorf("tcav.cavs_from: %w", err)
-		}
-		e.plan.Stored = st
-		e.log.Infof("tcav.cavs_from: scoring with the CAVs of %s (%d in %s), fitting none", from, len(st.Index.CAVs), st.Dir)
 	}
 	return nil
 }

@@ -54,6 +54,7 @@ func (e *experiment) tcav() error {
 	if len(e.cfg.TCAV.Targets) == 0 {
 		return nil
 	}
+	e.plan.WarnUnreachable()
 	entries, err := tcav.Run(e.plan.TCAV(), e.extract, e.fitter, e.device, e.timed)
 	e.results.TCAV = append(e.results.TCAV, entries...)
 	return err
@@ -101,20 +102,24 @@ func (e *experiment) audit() error {
 // set, from the same start and the same transforms.
 func (e *experiment) facets() error {
 	for _, f := range e.cfg.Facets {
-		spec, err := e.plan.Facet(f, e.dir)
-		var entry *facets.Entry
-		if err == nil {
-			spec.Device, spec.Cast, spec.Progress = e.device, e.extract.Cast, e.opts.Progress
-			entry, err = facets.Run(spec, e.model, e.extract, e.fitter, e.dir)
-		}
+		entry, err := e.facet(f)
 		if err != nil {
-			return fmt.Errorf("facet %s through %s: %w", plan.FacetName(f.Target), f.Facet, err)
+			return fmt.Errorf("facet %s through %s: %w", f.Target.Name(), f.Facet, err)
 		}
 		e.log.WithField("facet", strings.TrimSuffix(path.Base(entry.Sheet), "-sheet.png")).Infof("rendered %d strengths; projection on the clean facet %s",
 			f.Batch, entry.ProjectionSummary())
 		e.results.Facets = append(e.results.Facets, *entry)
 	}
 	return nil
+}
+
+func (e *experiment) facet(f config.Facet) (*facets.Entry, error) {
+	spec, err := e.plan.Facet(f, e.dir)
+	if err != nil {
+		return nil, err
+	}
+	spec.Device, spec.Cast, spec.Progress = e.device, e.extract.Cast, e.opts.Progress
+	return facets.Run(spec, e.model, e.extract, e.fitter, e.dir)
 }
 
 // judge scores a set as the TCAV stage would (see plan.Significance).

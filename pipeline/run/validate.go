@@ -36,6 +36,6 @@ func Validate(cfg *config.Config, log *logrus.Logger, w io.Writer, stages ...str
 	if err := e.plan.ListImages(); err != nil {
 		return err
 	}
-	e.plan.Write(w, e.device)
+	e.plan.Print(w, e.device)
 	return nil
 }
