@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/cavforge/cavforge/internal/testdemo"
-	"github.com/cavforge/cavforge/pipeline/config"
 )
 
 // Every classifier and every significance test the config offers, in a full
@@ -83,11 +82,7 @@ func TestFeatureCollisionTowardAConceptPromotesIt(t *testing.T) {
 attack:
   - {concept: random500_9, target: zebra, layer: block3, goal: promote, objective: feature-collision, toward: striped, eps: [0.0314], step: 0.004, steps: 30}
 `
-	cfg, err := config.Load(testdemo.WriteFile(t, dir, "c.yaml", yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, _ := mustRun(t, cfg, filepath.Join(dir, "run"))
+	res, _ := mustRun(t, loadConfig(t, dir, "c.yaml", yaml), filepath.Join(dir, "run"))
 	if len(res.Attack) != 1 {
 		t.Fatalf("%d attack entries, want 1", len(res.Attack))
 	}

@@ -28,7 +28,13 @@ func demoConfig(t *testing.T, dataRoot string, overrides ...string) *config.Conf
   random: {prefix: random500_, count: 6}
   layers: [block3]
 `
-	cfg, err := config.Load(testdemo.WriteFile(t, t.TempDir(), "c.yaml", yaml), overrides)
+	return loadConfig(t, t.TempDir(), "c.yaml", yaml, overrides...)
+}
+
+// loadConfig writes yaml to dir/name and loads it with overrides.
+func loadConfig(t *testing.T, dir, name, yaml string, overrides ...string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(testdemo.WriteFile(t, dir, name, yaml), overrides)
 	if err != nil {
 		t.Fatal(err)
 	}
