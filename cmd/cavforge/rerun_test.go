@@ -10,36 +10,22 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/run"
 )
 
-var demo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
-
 // smallDemo writes a small TCAV config over the bundled demo.
 func smallDemo(t *testing.T, dir string) string {
 	t.Helper()
-	yaml := `name: rerun
-seed: 5
-device: cpu
-cache_dir: cache
-model:
-  path: ` + filepath.Join(demo, "model.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + filepath.Join(demo, "data") + `, max_images: 12, batch_size: 16}
-tcav:
+	yaml := testdemo.Config{Name: "rerun", Seed: 5, MaxImages: 12, BatchSize: 16}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped, dotted]
   random: {prefix: random500_, count: 3}
   layers: [block3]
   significance: {test: two-sample}   # the calibrated default warns that 3 sets cannot reach alpha
 `
-	p := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testdemo.WriteFile(t, dir, "c.yaml", yaml)
 }
 
 func bufferLog() (*logrus.Logger, *bytes.Buffer) {

@@ -21,25 +21,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cavforge/cavforge/internal/testdemo"
 )
 
 // stagedDemo writes a small config with all three stages (about 10 s on
 // the CPU), with its cache in cacheDir ("" for one next to the config).
 func stagedDemo(t *testing.T, dir, cacheDir string) string {
 	t.Helper()
-	if cacheDir == "" {
-		cacheDir = "cache"
-	}
-	yaml := `name: staged
-seed: 5
-device: cpu
-cache_dir: ` + cacheDir + `
-model:
-  path: ` + filepath.Join(demo, "model.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + filepath.Join(demo, "data") + `, max_images: 12, batch_size: 4}
-tcav:
+	yaml := testdemo.Config{Name: "staged", Seed: 5, CacheDir: cacheDir, MaxImages: 12, BatchSize: 4}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped, dotted]
   random: {prefix: random500_, count: 4}
@@ -49,11 +39,7 @@ attack:
 facets:
   - {target: zebra, facet: striped, facet_layers: [block2], batch: 2, size: 32, steps: 60, compare_attack: true}
 `
-	p := filepath.Join(dir, "staged.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testdemo.WriteFile(t, dir, "staged.yaml", yaml)
 }
 
 func listDir(t *testing.T, dir string) []string {
@@ -388,8 +374,8 @@ func TestSmallMistakesAreNamed(t *testing.T) {
 		{"a class_sets typo", []string{"validate", cfg, "--set", "tcav.class_sets.zebraa=zebra"}, []string{"tcav.class_sets.zebraa", "not a target"}, true},
 		{"an ambiguous label", []string{"validate", cfg, "--set", "model.labels=" + labels}, []string{`"zebra" names 2 classes`, "index"}, true},
 		{"--task -1", []string{"sweep", "run", sweepFile, "--task", "-1"}, []string{"--task -1 is out of range", "0..1"}, true},
-		{"bench --seconds -1", []string{"bench", filepath.Join(demo, "model.pt"), "--layer", "block3", "--seconds", "-1"}, []string{"--seconds"}, true},
-		{"bench --batches 0", []string{"bench", filepath.Join(demo, "model.pt"), "--layer", "block3", "--batches", "4,0"}, []string{"--batches", `"0"`}, true},
+		{"bench --seconds -1", []string{"bench", testdemo.Path("model.pt"), "--layer", "block3", "--seconds", "-1"}, []string{"--seconds"}, true},
+		{"bench --batches 0", []string{"bench", testdemo.Path("model.pt"), "--layer", "block3", "--batches", "4,0"}, []string{"--batches", `"0"`}, true},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, dir, c.args...)
@@ -421,15 +407,13 @@ func TestNonFiniteGradientIsCalledAGradient(t *testing.T) {
 device: cpu
 cache_dir: cache
 model:
-  path: ` + filepath.Join(demo, "..", "models", "nan_gradient.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
+  path: ` + testdemo.Path("..", "models", "nan_gradient.pt") + `
+  labels: ` + testdemo.Path("labels.txt") + `
   input: {size: [16, 16], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + filepath.Join(demo, "data") + `, max_images: 4, batch_size: 4}
+data: {root: ` + testdemo.Path("data") + `, max_images: 4, batch_size: 4}
 tcav: {targets: [zebra], concepts: [striped], random: {prefix: random500_, count: 2}, layers: [feat]}
 `
-	cfg := filepath.Join(dir, "nan.yaml")
-	os.WriteFile(cfg, []byte(yaml), 0o644)
-	code, _, stderr := runCLI(t, dir, "run", cfg)
+	code, _, stderr := runCLI(t, dir, "run", testdemo.WriteFile(t, dir, "nan.yaml", yaml))
 	line := lastLine(stderr)
 	if code != 1 || !strings.Contains(line, "gradient") || !strings.Contains(line, "NaN or Inf") || !strings.Contains(line, "zebra") {
 		t.Errorf("exit %d, last line %q; want a line naming the gradient, its NaN or Inf and the image set", code, line)

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/cavforge/cavforge/internal/testdemo"
 )
 
 // Smoke runs of every command a user types, on the real binary (this test
@@ -49,7 +51,7 @@ func TestVersionNamesCavforgeGoAndTheLinkedLibtorch(t *testing.T) {
 }
 
 func TestLayersListsTheDemoModelsModulesWithTheirShapes(t *testing.T) {
-	model := filepath.Join(demo, "model.pt")
+	model := testdemo.Path("model.pt")
 	code, out, stderr := runCLI(t, t.TempDir(), "layers", model, "--input", "3,64,64")
 	if code != 0 {
 		t.Fatalf("layers: exit %d: %s", code, stderr)
@@ -86,7 +88,7 @@ func TestLayersListsTheDemoModelsModulesWithTheirShapes(t *testing.T) {
 }
 
 func TestBenchTinyRunPrintsEveryPassAndNamesABadLayer(t *testing.T) {
-	model := filepath.Join(demo, "model.pt")
+	model := testdemo.Path("model.pt")
 	code, out, stderr := runCLI(t, t.TempDir(), "bench", model, "--layer", "block3", "--input", "3,64,64",
 		"--batches", "2", "--seconds", "0.05", "--rounds", "1")
 	if code != 0 {
@@ -136,7 +138,7 @@ func TestValidateSaysOKOnTheDemoAndNamesTheBadKeyOrFile(t *testing.T) {
 func TestUnknownCommandAndFlagExitNonZeroWithOneLine(t *testing.T) {
 	code, _, stderr := runCLI(t, t.TempDir(), "frobnicate")
 	oneLineErr(t, "unknown command", code, stderr, `"frobnicate"`)
-	code, _, stderr = runCLI(t, t.TempDir(), "run", filepath.Join(demo, "nosuch.yaml"), "--log-format", "xml")
+	code, _, stderr = runCLI(t, t.TempDir(), "run", testdemo.Path("nosuch.yaml"), "--log-format", "xml")
 	oneLineErr(t, "unknown --log-format", code, stderr)
 	code, out, _ := runCLI(t, t.TempDir(), "help")
 	if code != 0 {

@@ -8,21 +8,20 @@ import (
 	"testing"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 )
 
-var demo = filepath.Join("..", "..", "testdata", "demo")
-
 func demoSet(t *testing.T, name string) Set {
 	t.Helper()
-	files, err := images.ListSet(filepath.Join(demo, "data"), name, false, nil)
+	files, err := images.ListSet(testdemo.Path("data"), name, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files = files[:min(len(files), 20)]
-	h, err := images.ListHash(filepath.Join(demo, "data"), files)
+	h, err := images.ListHash(testdemo.Path("data"), files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +31,7 @@ func demoSet(t *testing.T, name string) Set {
 func demoExtractor(t *testing.T, auto bool, batch int) *Extractor {
 	t.Helper()
 	in := model.Input{Size: [2]int{64, 64}, Resize: 64, Crop: "center", Mean: [3]float64{0.5, 0.5, 0.5}, Std: [3]float64{0.25, 0.25, 0.25}}
-	m, err := model.Load(filepath.Join(demo, "model.pt"), "cpu", in)
+	m, err := model.Load(testdemo.Path("model.pt"), "cpu", in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/attack"
 	"github.com/cavforge/cavforge/pipeline/images"
 )
@@ -66,7 +67,7 @@ func TestSuppressStripedForZebra(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		orig, err := images.Decode(filepath.Join(demo, "data", "striped", strings.TrimSuffix(f.Name(), ".png")+".png"))
+		orig, err := images.Decode(testdemo.Path("data", "striped", strings.TrimSuffix(f.Name(), ".png")+".png"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,11 +83,11 @@ func TestSuppressStripedForZebra(t *testing.T) {
 
 	// The files hold up in the ordinary Python pipeline: PIL open, PIL
 	// bilinear resize, CAVs and gradients outside cavforge.
-	py := exec.Command("/usr/bin/python3", "../../scripts/check/tcav_pil.py", "--model", filepath.Join(demo, "model.pt"),
+	py := exec.Command("/usr/bin/python3", "../../scripts/check/tcav_pil.py", "--model", testdemo.Path("model.pt"),
 		"--size", "64", "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25", "--layer", "block3", "--target", "0",
-		"--class-dir", filepath.Join(demo, "data", "zebra"), "--concept", "clean="+filepath.Join(demo, "data", "striped"),
-		"--concept", "poisoned="+dir, "--random", filepath.Join(demo, "data", "random500_7"), filepath.Join(demo, "data", "random500_8"),
-		filepath.Join(demo, "data", "random500_9"))
+		"--class-dir", testdemo.Path("data", "zebra"), "--concept", "clean="+testdemo.Path("data", "striped"),
+		"--concept", "poisoned="+dir, "--random", testdemo.Path("data", "random500_7"), testdemo.Path("data", "random500_8"),
+		testdemo.Path("data", "random500_9"))
 	b, err := py.Output()
 	if err != nil {
 		t.Fatalf("python TCAV: %v", err)
@@ -199,19 +200,19 @@ func resampled(t *testing.T, src, dst string, h, w int) {
 // judged through the analyst's alternatives.
 func TestMixedSizeSetIsPoisonedFileByFile(t *testing.T) {
 	root := t.TempDir()
-	entries, err := os.ReadDir(filepath.Join(demo, "data"))
+	entries, err := os.ReadDir(testdemo.Path("data"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
 		if e.Name() != "striped" {
-			if err := os.Symlink(filepath.Join(demo, "data", e.Name()), filepath.Join(root, e.Name())); err != nil {
+			if err := os.Symlink(testdemo.Path("data", e.Name()), filepath.Join(root, e.Name())); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	sizes := [][2]int{{64, 64}, {80, 96}, {120, 72}}
-	src, _ := filepath.Glob(filepath.Join(demo, "data", "striped", "*.png"))
+	src, _ := filepath.Glob(testdemo.Path("data", "striped", "*.png"))
 	scratch := t.TempDir()
 	for i, f := range src[:18] {
 		hw := sizes[i%3]

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/audit"
 	"github.com/cavforge/cavforge/pipeline/report"
 )
@@ -49,13 +50,9 @@ func experimentRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
 	for _, s := range []string{"striped", "dotted", "zigzagged", "zebra"} {
-		copyDir(t, filepath.Join(demo, "data", s), filepath.Join(root, s), nil)
+		copyDir(t, testdemo.Path("data", s), filepath.Join(root, s), nil)
 	}
-	pool, err := filepath.Abs(filepath.Join(demo, "data", "random_pool"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(pool, filepath.Join(root, "random_pool")); err != nil {
+	if err := os.Symlink(testdemo.Path("data", "random_pool"), filepath.Join(root, "random_pool")); err != nil {
 		t.Fatal(err)
 	}
 	return root
@@ -89,7 +86,7 @@ func poison(t *testing.T, cache, root, family, entry string, parts []float64) []
 				only[filepath.Base(f)] = true
 			}
 			if part < 1 {
-				copyDir(t, filepath.Join(demo, "data", a.Concept), filepath.Join(root, name), nil)
+				copyDir(t, testdemo.Path("data", a.Concept), filepath.Join(root, name), nil)
 			}
 			copyDir(t, src, filepath.Join(root, name), only)
 			out = append(out, poisoned{Name: name, Goal: a.Goal, Concept: a.Concept, Family: family,

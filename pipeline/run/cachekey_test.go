@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/cavforge/cavforge/internal/testdemo"
 )
 
 // The model file's contents are in every cache key: a model with one
@@ -16,7 +18,7 @@ func TestChangedModelFileMissesTheCacheAndACopyHitsIt(t *testing.T) {
 		t.Skip("no /usr/bin/python3 with torch to write a changed model")
 	}
 	dir := t.TempDir()
-	orig := filepath.Join(demo, "model.pt")
+	orig := testdemo.Path("model.pt")
 	changed, copied := filepath.Join(dir, "changed.pt"), filepath.Join(dir, "copy.pt")
 	script := `import sys, torch
 m = torch.jit.load(sys.argv[1])

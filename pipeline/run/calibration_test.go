@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,15 +212,7 @@ tcav:
   random: [` + strings.Join(sets, ", ") + `]
   layers: [block1]
 `
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, overrides)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return loadConfig(t, t.TempDir(), "c.yaml", yaml, overrides...)
 }
 
 // A null concept (one more set from the random sets' generator) is called

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/cav"
 )
 
@@ -51,7 +52,7 @@ print(len(idx["cavs"]))`, filepath.Join(first, "cavs")).CombinedOutput()
 
 	// Only the class images: no concept or random set is read.
 	root := t.TempDir()
-	if err := os.CopyFS(filepath.Join(root, "zebra"), os.DirFS(filepath.Join(demo, "data", "zebra"))); err != nil {
+	if err := os.CopyFS(filepath.Join(root, "zebra"), os.DirFS(testdemo.Path("data", "zebra"))); err != nil {
 		t.Fatal(err)
 	}
 	second := filepath.Join(t.TempDir(), "second")

@@ -28,6 +28,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/cache"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/run"
@@ -40,8 +41,6 @@ const (
 	// entry into place and prints "paused" (cache.PauseBeforeRename).
 	childPauseEnv = "CAVFORGE_CRASH_CHILD_PAUSE"
 )
-
-var crashDemo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
 
 // TestCrashChild is the process the crash tests start and kill; it does
 // nothing in a normal test run. It prints "ready" just before the run starts
@@ -74,26 +73,13 @@ func TestCrashChild(t *testing.T) {
 // set, 2 concepts, 3 random sets, one layer.
 func crashConfig(t *testing.T, cacheDir string, seed int) string {
 	t.Helper()
-	yaml := fmt.Sprintf(`name: crash
-seed: %d
-device: cpu
-cache_dir: %s
-model:
-  path: %s
-  labels: %s
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: %s, max_images: 12, batch_size: 8}
-tcav:
+	yaml := testdemo.Config{Name: "crash", Seed: seed, CacheDir: cacheDir, MaxImages: 12, BatchSize: 8}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped, dotted]
   random: {prefix: random500_, count: 3}
   layers: [block3]
-`, seed, cacheDir, filepath.Join(crashDemo, "model.pt"), filepath.Join(crashDemo, "labels.txt"), filepath.Join(crashDemo, "data"))
-	p := filepath.Join(t.TempDir(), "crash.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+`
+	return testdemo.WriteFile(t, t.TempDir(), "crash.yaml", yaml)
 }
 
 var (

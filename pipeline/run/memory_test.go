@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/run"
 )
@@ -78,28 +79,17 @@ func TestCameraPhotosRunInBoundedMemory(t *testing.T) {
 		cameraJPEG(t, filepath.Join(data, "photos", fmt.Sprintf("IMG_%04d.jpg", i)), 6000, 4000, i)
 	}
 	for _, set := range []string{"random500_0", "random500_1", "random500_2", "zebra"} {
-		if err := os.Symlink(filepath.Join(crashDemo, "data", set), filepath.Join(data, set)); err != nil {
+		if err := os.Symlink(testdemo.Path("data", set), filepath.Join(data, set)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfgPath := filepath.Join(dir, "photos.yaml")
-	yaml := fmt.Sprintf(`name: photos
-device: cpu
-cache_dir: %s
-model:
-  path: %s
-  labels: %s
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: %s, max_images: 12, batch_size: 32}
-tcav:
+	yaml := testdemo.Config{Name: "photos", CacheDir: filepath.Join(dir, "cache"), DataRoot: data, MaxImages: 12, BatchSize: 32}.YAML() + `tcav:
   targets: [zebra]
   concepts: [photos]
   random: {prefix: random500_, count: 3}
   layers: [block3]
-`, filepath.Join(dir, "cache"), filepath.Join(crashDemo, "model.pt"), filepath.Join(crashDemo, "labels.txt"), data)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`
+	cfgPath := testdemo.WriteFile(t, dir, "photos.yaml", yaml)
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestMemoryChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), memoryChildEnv+"="+cfgPath)
 	out, err := cmd.CombinedOutput()

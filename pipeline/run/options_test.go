@@ -1,12 +1,11 @@
 package run
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/cavforge/cavforge/pipeline/config"
+	"github.com/cavforge/cavforge/internal/testdemo"
 )
 
 // Every classifier and every significance test the config offers, in a full
@@ -74,16 +73,7 @@ func TestHalfPrecisionOnTheCPUGivesTheFP32Scores(t *testing.T) {
 // striped activations raises its TCAV score for zebra, within the budget.
 func TestFeatureCollisionTowardAConceptPromotesIt(t *testing.T) {
 	dir := t.TempDir()
-	yaml := `name: collide
-seed: 3
-device: cpu
-cache_dir: cache
-model:
-  path: ` + filepath.Join(demo, "model.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + filepath.Join(demo, "data") + `, max_images: 16, batch_size: 16}
-tcav:
+	yaml := testdemo.Config{Name: "collide", Seed: 3, MaxImages: 16, BatchSize: 16}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped, random500_9]
   random: {prefix: random500_, count: 6}
@@ -92,15 +82,7 @@ tcav:
 attack:
   - {concept: random500_9, target: zebra, layer: block3, goal: promote, objective: feature-collision, toward: striped, eps: [0.0314], step: 0.004, steps: 30}
 `
-	path := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, _ := mustRun(t, cfg, filepath.Join(dir, "run"))
+	res, _ := mustRun(t, loadConfig(t, dir, "c.yaml", yaml), filepath.Join(dir, "run"))
 	if len(res.Attack) != 1 {
 		t.Fatalf("%d attack entries, want 1", len(res.Attack))
 	}

@@ -87,15 +87,7 @@ tcav:
   random: {prefix: random500_, count: ` + fmt.Sprint(randoms) + `}
   layers: [feat]
 `
-	path := filepath.Join(dir, "planted.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, overrides)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return loadConfig(t, dir, "planted.yaml", yaml, overrides...)
 }
 
 func plantedKnownAnswers(t *testing.T, test string, randoms int) {

@@ -13,40 +13,28 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/report"
 )
-
-var demo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
 
 // demoConfig writes a small TCAV config over the bundled demo model and data
 // (or dataRoot) into a temporary directory and loads it with overrides.
 func demoConfig(t *testing.T, dataRoot string, overrides ...string) *config.Config {
 	t.Helper()
-	if dataRoot == "" {
-		dataRoot = filepath.Join(demo, "data")
-	}
-	dir := t.TempDir()
-	yaml := `name: test
-seed: 3
-device: cpu
-cache_dir: cache
-model:
-  path: ` + filepath.Join(demo, "model.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + dataRoot + `, max_images: 20, batch_size: 16}
-tcav:
+	yaml := testdemo.Config{Name: "test", Seed: 3, DataRoot: dataRoot, MaxImages: 20, BatchSize: 16}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped, random500_9]
   random: {prefix: random500_, count: 6}
   layers: [block3]
 `
-	path := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, overrides)
+	return loadConfig(t, t.TempDir(), "c.yaml", yaml, overrides...)
+}
+
+// loadConfig writes yaml to dir/name and loads it with overrides.
+func loadConfig(t *testing.T, dir, name, yaml string, overrides ...string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(testdemo.WriteFile(t, dir, name, yaml), overrides)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +233,7 @@ func copyData(t *testing.T, sets ...string) string {
 	t.Helper()
 	root := t.TempDir()
 	for _, s := range sets {
-		src := filepath.Join(demo, "data", s)
+		src := testdemo.Path("data", s)
 		entries, err := os.ReadDir(src)
 		if err != nil {
 			t.Fatal(err)

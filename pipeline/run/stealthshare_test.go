@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cavforge/cavforge/cgo/torch"
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/images"
 	"github.com/cavforge/cavforge/pipeline/model"
 )
@@ -21,7 +22,7 @@ import (
 // stealth attack's files under both entries).
 func TestChangedPredictionShareIsRecountedFromTheWrittenFiles(t *testing.T) {
 	// The preprocessing demoConfig writes, spelled out here.
-	m, err := model.Load(filepath.Join(demo, "model.pt"), "cpu",
+	m, err := model.Load(testdemo.Path("model.pt"), "cpu",
 		model.Input{Size: [2]int{64, 64}, Mean: [3]float64{0.5, 0.5, 0.5}, Std: [3]float64{0.25, 0.25, 0.25}})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestChangedPredictionShareIsRecountedFromTheWrittenFiles(t *testing.T) {
 		}
 		changed := 0
 		for _, f := range p.Files {
-			if predict(filepath.Join(demo, "data", "striped", filepath.Base(f.Original))) != predict(filepath.Join(out, a.Images, f.File)) {
+			if predict(testdemo.Path("data", "striped", filepath.Base(f.Original))) != predict(filepath.Join(out, a.Images, f.File)) {
 				changed++
 			}
 		}

@@ -13,12 +13,11 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cavforge/cavforge/internal/testdemo"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/present"
 	"github.com/cavforge/cavforge/pipeline/run"
 )
-
-var demo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p }()
 
 // demoSweep writes a small base config over the bundled demo and a sweep
 // over it: 2 layers × 2 seeds, where the second layer does not exist, so
@@ -27,31 +26,19 @@ var demo = func() string { p, _ := filepath.Abs("../../testdata/demo"); return p
 func demoSweep(t *testing.T) *Sweep {
 	t.Helper()
 	dir := t.TempDir()
-	base := `name: demo
-device: cpu
-cache_dir: cache
-model:
-  path: ` + filepath.Join(demo, "model.pt") + `
-  labels: ` + filepath.Join(demo, "labels.txt") + `
-  input: {size: [64, 64], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-data: {root: ` + filepath.Join(demo, "data") + `, max_images: 12, batch_size: 16}
-tcav:
+	base := testdemo.Config{Name: "demo", MaxImages: 12, BatchSize: 16}.YAML() + `tcav:
   targets: [zebra]
   concepts: [striped]
   random: {prefix: random500_, count: 3}
   layers: [block3]
 `
-	sweep := `base: base.yaml
+	testdemo.WriteFile(t, dir, "base.yaml", base)
+	testdemo.WriteFile(t, dir, "sweep.yaml", `base: base.yaml
 grid:
   tcav.layers: [[block3], [block4]]
   seed: [3, 4]
 out: out
-`
-	for name, text := range map[string]string{"base.yaml": base, "sweep.yaml": sweep} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+`)
 	s, err := Load(filepath.Join(dir, "sweep.yaml"))
 	if err != nil {
 		t.Fatal(err)
