@@ -229,15 +229,13 @@ func (st *Stage) auditSet(spec Spec, s activations.Set, verdicts bool) (map[[2]s
 		for i := range refs {
 			randoms[i] = refActs[i][l]
 		}
-		cavs := make([][]*cav.CAV, len(views))
+		seen := make([]*activations.Activations, len(views)) // each view of the set
 		for v := range views {
-			for _, r := range randoms {
-				c, err := st.Judge.Fitter.Fit(acts[v][l], r, m)
-				if err != nil {
-					return nil, err
-				}
-				cavs[v] = append(cavs[v], c)
-			}
+			seen[v] = acts[v][l]
+		}
+		cavs, err := st.Judge.Fitter.Against(seen, randoms, m)
+		if err != nil {
+			return nil, err
 		}
 		signals := Signals{}
 		shifts := make([]float64, orig.N)

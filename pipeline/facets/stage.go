@@ -152,23 +152,23 @@ func directions(spec Spec, ex Extractor, f *cav.Fitter, concept activations.Set)
 	if err != nil {
 		return nil, err
 	}
-	cavs := map[string][]*cav.CAV{}
+	randoms := map[string][]*activations.Activations{} // layer → every random set
 	for _, r := range spec.Randoms {
 		racts, err := ex.Extract(r, spec.Layers)
 		if err != nil {
 			return nil, err
 		}
 		for _, l := range spec.Layers {
-			c, err := f.Fit(acts[l], racts[l], spec.Method)
-			if err != nil {
-				return nil, err
-			}
-			cavs[l] = append(cavs[l], c)
+			randoms[l] = append(randoms[l], racts[l])
 		}
 	}
 	var dirs []Direction
 	for _, l := range spec.Layers {
-		d, err := MeanDirection(l, acts[l].Shape, cavs[l])
+		cavs, err := f.Against([]*activations.Activations{acts[l]}, randoms[l], spec.Method)
+		if err != nil {
+			return nil, err
+		}
+		d, err := MeanDirection(l, acts[l].Shape, cavs[0])
 		if err != nil {
 			return nil, err
 		}
