@@ -38,6 +38,7 @@ type Settings struct {
 	Alpha        float64 // L2 penalty of sgd-hinge and logistic
 	Epochs       int     // most passes over the training rows
 	TestFraction float64 // held-out share, per class
+	LR           float64 // SGD's constant learning rate; 0: the optimal schedule
 }
 
 // Classifier fits w·x + b > 0 for concept rows; a new one is a type here
@@ -51,9 +52,9 @@ type Classifier interface {
 func ClassifierFor(st Settings) (Classifier, error) {
 	switch st.Classifier {
 	case "sgd-hinge", "":
-		return SGD{Loss: Hinge, Alpha: st.Alpha, Epochs: st.Epochs}, nil
+		return SGD{Loss: Hinge, Alpha: st.Alpha, Epochs: st.Epochs, LR: st.LR}, nil
 	case "logistic":
-		return SGD{Loss: Logistic, Alpha: st.Alpha, Epochs: st.Epochs}, nil
+		return SGD{Loss: Logistic, Alpha: st.Alpha, Epochs: st.Epochs, LR: st.LR}, nil
 	case "mean-diff":
 		return MeanDiff{}, nil
 	}

@@ -112,8 +112,13 @@ func TestDualSGDMatchesPrimalLoop(t *testing.T) {
 			x[i*d] += 1
 		}
 	}
-	for _, loss := range []Loss{Hinge, Logistic} {
-		sgd := SGD{Loss: loss, Alpha: 0.01, Epochs: 7}
+	for _, sgd := range []SGD{
+		{Loss: Hinge, Alpha: 0.01, Epochs: 7},
+		{Loss: Logistic, Alpha: 0.01, Epochs: 7},
+		{Loss: Hinge, Alpha: 0.01, Epochs: 7, LR: 0.05}, // tcav.cav.lr: the constant schedule
+		{Loss: Logistic, Alpha: 0, Epochs: 7, LR: 0.05}, // no penalty: allowed with a constant rate
+	} {
+		loss := sgd.Loss
 		gram := make([]float32, n*n)
 		for i := 0; i < n; i++ {
 			for j := 0; j < n; j++ {
@@ -134,11 +139,11 @@ func TestDualSGDMatchesPrimalLoop(t *testing.T) {
 		pw, pb := primalSGD(x, y, d, sgd, 5)
 		for k := range w {
 			if math.Abs(w[k]-pw[k]) > 1e-3*(1+math.Abs(pw[k])) {
-				t.Fatalf("loss %d: w[%d] = %g dual, %g primal", loss, k, w[k], pw[k])
+				t.Fatalf("loss %d lr %g: w[%d] = %g dual, %g primal", loss, sgd.LR, k, w[k], pw[k])
 			}
 		}
 		if math.Abs(b-pb) > 1e-6 {
-			t.Fatalf("loss %d: b = %g dual, %g primal", loss, b, pb)
+			t.Fatalf("loss %d lr %g: b = %g dual, %g primal", loss, sgd.LR, b, pb)
 		}
 	}
 }
@@ -147,8 +152,11 @@ func primalSGD(x []float32, y []float64, d int, c SGD, seed uint64) ([]float64, 
 	n := len(y)
 	w := make([]float64, d)
 	b := 0.0
-	typw := math.Sqrt(1 / math.Sqrt(c.Alpha))
-	t0 := 1 / (typw * c.Alpha)
+	var t0 float64
+	if c.LR == 0 {
+		typw := math.Sqrt(1 / math.Sqrt(c.Alpha))
+		t0 = 1 / (typw * c.Alpha)
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x736764))
 	order := make([]int, n)
 	for i := range order {
@@ -165,7 +173,10 @@ func primalSGD(x []float32, y []float64, d int, c SGD, seed uint64) ([]float64, 
 				p += w[k] * float64(x[i*d+k])
 			}
 			sum += c.Loss.value(p, y[i])
-			eta := 1 / (c.Alpha * (t0 + t - 1))
+			eta := c.LR // constant, or else optimal: 1/(α(t0+t−1))
+			if c.LR == 0 {
+				eta = 1 / (c.Alpha * (t0 + t - 1))
+			}
 			g := c.Loss.dloss(p, y[i])
 			for k := 0; k < d; k++ {
 				w[k] *= 1 - eta*c.Alpha

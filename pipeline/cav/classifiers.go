@@ -72,7 +72,7 @@ func (l Loss) dloss(p, y float64) float64 {
 }
 
 // SGD is per-example stochastic gradient descent on Loss + α/2·‖w‖², with the
-// "optimal" step size 1/(α(t0+t)) and the stopping rule (tolerance 1e-3 on
+// "optimal" step size 1/(α(t0+t)) (or a constant LR) and the stopping rule (tolerance 1e-3 on
 // the epoch loss, five epochs without improvement) of the reference TCAV's
 // classifier, scikit-learn's SGDClassifier.
 //
@@ -83,6 +83,9 @@ type SGD struct {
 	Loss   Loss
 	Alpha  float64
 	Epochs int
+	// LR > 0 takes every step at that rate (scikit-learn's "constant"
+	// schedule, eta0 = LR); 0 is the "optimal" schedule.
+	LR float64
 }
 
 const (
@@ -113,16 +116,21 @@ func (c SGD) Fit(s *torch.Scope, x *torch.Tensor, y []float64, seed uint64) (*to
 func (c SGD) fitDual(gram []float32, y []float64, seed uint64) ([]float64, float64) {
 	n := len(y)
 	alpha := c.Alpha
-	if alpha <= 0 {
+	if alpha <= 0 && c.LR <= 0 { // the optimal schedule divides by alpha
 		alpha = 1e-4
 	}
 	epochs := c.Epochs
 	if epochs <= 0 {
 		epochs = sgdMaxDefault
 	}
-	typw := math.Sqrt(1 / math.Sqrt(alpha))
-	eta0 := typw / math.Max(1, c.Loss.dloss(-typw, 1))
-	t0 := 1 / (eta0 * alpha)
+	// The optimal schedule's rate is 1/(alpha·(t0+t-1)), t0 from the
+	// typical weight scaled by the loss's slope there.
+	var t0 float64
+	if c.LR <= 0 {
+		typw := math.Sqrt(1 / math.Sqrt(alpha))
+		eta0 := typw / math.Max(1, c.Loss.dloss(-typw, 1))
+		t0 = 1 / (eta0 * alpha)
+	}
 
 	raw := make([]float64, n) // c = scale·raw; the L2 shrink is one multiply
 	scale := 1.0
@@ -146,7 +154,10 @@ func (c SGD) fitDual(gram []float32, y []float64, seed uint64) ([]float64, float
 			}
 			p = p*scale + b
 			sum += c.Loss.value(p, y[i])
-			eta := 1 / (alpha * (t0 + t - 1))
+			eta := c.LR
+			if eta <= 0 {
+				eta = 1 / (alpha * (t0 + t - 1))
+			}
 			update := -eta * c.Loss.dloss(p, y[i])
 			scale *= math.Max(0, 1-eta*alpha)
 			if scale < 1e-9 {

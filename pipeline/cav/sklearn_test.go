@@ -121,6 +121,7 @@ func TestCAVClassifiersAgreeWithScikitLearn(t *testing.T) {
 		t.Skip("no /usr/bin/python3 for the scikit-learn reference")
 	}
 	const n, nTest, d, alpha, seeds = 60, 40, 24, 0.01, 16
+	const lr = 0.005 // tcav.cav.lr: the constant schedule
 	all, ally := overlapping(n+nTest, d, 1)
 	// Train on the first n of each class, test on the rest.
 	var x, tx []float32
@@ -138,7 +139,7 @@ func TestCAVClassifiersAgreeWithScikitLearn(t *testing.T) {
 		seedList[i] = i
 	}
 	in, _ := json.Marshal(map[string]any{"train_x": rowsOf(x, d), "train_y": y, "test_x": rowsOf(tx, d),
-		"test_y": ty, "alpha": alpha, "seeds": seedList})
+		"test_y": ty, "alpha": alpha, "seeds": seedList, "lr": lr})
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
 	if err := os.WriteFile(src, in, 0o644); err != nil {
@@ -158,6 +159,7 @@ func TestCAVClassifiersAgreeWithScikitLearn(t *testing.T) {
 	}
 	var ref struct {
 		SGDHinge []fitted `json:"sgd_hinge"`
+		Constant []fitted `json:"sgd_hinge_constant"`
 		Logistic fitted
 	}
 	data, _ := os.ReadFile(dst)
@@ -165,9 +167,9 @@ func TestCAVClassifiersAgreeWithScikitLearn(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// sgd-hinge: the mean unit directions agree, each of ours is as close to
-	// scikit-learn's mean as scikit-learn's own fits are, and the mean
-	// held-out accuracies agree.
+	// sgd-hinge, with the optimal and the constant schedule: the mean unit
+	// directions agree, each of ours is as close to scikit-learn's mean as
+	// scikit-learn's own fits are, and the mean held-out accuracies agree.
 	mean := func(ws [][]float64) []float64 {
 		m := make([]float64, d)
 		for _, w := range ws {
@@ -177,30 +179,42 @@ func TestCAVClassifiersAgreeWithScikitLearn(t *testing.T) {
 		}
 		return m
 	}
-	var ours, theirs [][]float64
-	var accOurs, accTheirs float64
-	for i, r := range ref.SGDHinge {
-		w, acc := fitHere(t, SGD{Loss: Hinge, Alpha: alpha}, x, y, tx, ty, d, uint64(i)+100)
-		ours, theirs = append(ours, w), append(theirs, r.W)
-		accOurs += acc / seeds
-		accTheirs += r.Accuracy / seeds
-	}
-	mo, mt := mean(ours), mean(theirs)
-	worstOurs, worstTheirs := 1.0, 1.0
-	for i := range ours {
-		worstOurs = math.Min(worstOurs, cosine(ours[i], mt))
-		worstTheirs = math.Min(worstTheirs, cosine(theirs[i], mt))
-	}
-	t.Logf("sgd-hinge: cos(mean ours, mean sklearn) %.4f; worst cos to sklearn's mean: ours %.3f, sklearn's %.3f; accuracy %.3f vs %.3f",
-		cosine(mo, mt), worstOurs, worstTheirs, accOurs, accTheirs)
-	if c := cosine(mo, mt); c < 0.98 {
-		t.Errorf("sgd-hinge: mean direction has cosine %.4f with scikit-learn's, want ≥ 0.98", c)
-	}
-	if worstOurs < worstTheirs-0.05 {
-		t.Errorf("sgd-hinge: our worst fit has cosine %.3f with scikit-learn's mean direction, scikit-learn's own worst %.3f", worstOurs, worstTheirs)
-	}
-	if math.Abs(accOurs-accTheirs) > 0.03 {
-		t.Errorf("sgd-hinge: mean held-out accuracy %.3f, scikit-learn %.3f", accOurs, accTheirs)
+	for _, arm := range []struct {
+		name string
+		clf  SGD
+		ref  []fitted
+	}{
+		{"sgd-hinge", SGD{Loss: Hinge, Alpha: alpha}, ref.SGDHinge},
+		{"sgd-hinge lr 0.005", SGD{Loss: Hinge, Alpha: alpha, LR: lr}, ref.Constant},
+	} {
+		if len(arm.ref) != seeds {
+			t.Fatalf("%s: %d reference fits, want %d", arm.name, len(arm.ref), seeds)
+		}
+		var ours, theirs [][]float64
+		var accOurs, accTheirs float64
+		for i, r := range arm.ref {
+			w, acc := fitHere(t, arm.clf, x, y, tx, ty, d, uint64(i)+100)
+			ours, theirs = append(ours, w), append(theirs, r.W)
+			accOurs += acc / seeds
+			accTheirs += r.Accuracy / seeds
+		}
+		mo, mt := mean(ours), mean(theirs)
+		worstOurs, worstTheirs := 1.0, 1.0
+		for i := range ours {
+			worstOurs = math.Min(worstOurs, cosine(ours[i], mt))
+			worstTheirs = math.Min(worstTheirs, cosine(theirs[i], mt))
+		}
+		t.Logf("%s: cos(mean ours, mean sklearn) %.4f; worst cos to sklearn's mean: ours %.3f, sklearn's %.3f; accuracy %.3f vs %.3f",
+			arm.name, cosine(mo, mt), worstOurs, worstTheirs, accOurs, accTheirs)
+		if c := cosine(mo, mt); c < 0.98 {
+			t.Errorf("%s: mean direction has cosine %.4f with scikit-learn's, want ≥ 0.98", arm.name, c)
+		}
+		if worstOurs < worstTheirs-0.05 {
+			t.Errorf("%s: our worst fit has cosine %.3f with scikit-learn's mean direction, scikit-learn's own worst %.3f", arm.name, worstOurs, worstTheirs)
+		}
+		if math.Abs(accOurs-accTheirs) > 0.03 {
+			t.Errorf("%s: mean held-out accuracy %.3f, scikit-learn %.3f", arm.name, accOurs, accTheirs)
+		}
 	}
 
 	// logistic: our SGD fits against the solved optimum.

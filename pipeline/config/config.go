@@ -162,8 +162,10 @@ type CAV struct {
 	// TestFraction is the held-out share of the (stratified) split that the
 	// CAV accuracy is measured on. Default: 0.33.
 	TestFraction float64 `yaml:"test_fraction"`
-	// LR is the SGD learning rate; 0 selects scikit-learn's "optimal"
-	// schedule 1/(alpha·(t+t0)) that the reference uses. Default: 0.
+	// LR > 0 is a constant SGD learning rate (scikit-learn's "constant"
+	// schedule with eta0 = lr, for sgd-hinge and logistic; alpha may then
+	// be 0); 0 selects the "optimal" schedule 1/(alpha·(t+t0)) that the
+	// reference uses. Default: 0.
 	LR float64 `yaml:"lr"`
 	// TransferClassifier is the other classifier an attack is judged with
 	// (its "classifier" transfer check), one of those of Classifier.

@@ -56,7 +56,7 @@ func New(cfg *config.Config, classes model.Classes, input model.Input, stored *c
 		}
 	}
 	c := cfg.TCAV.CAV
-	st := cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction}
+	st := cav.Settings{Classifier: c.Classifier, Alpha: c.Alpha, Epochs: c.Epochs, TestFraction: c.TestFraction, LR: c.LR}
 	var err error
 	if p.Method, err = st.Method(); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cavforge/cavforge/pipeline/activations"
 	"github.com/cavforge/cavforge/pipeline/attack"
+	"github.com/cavforge/cavforge/pipeline/cav"
 	"github.com/cavforge/cavforge/pipeline/config"
 	"github.com/cavforge/cavforge/pipeline/model"
 	"github.com/cavforge/cavforge/pipeline/report"
@@ -161,5 +162,21 @@ func TestNewRefusesAnUnknownTarget(t *testing.T) {
 	cfg.Attack = []config.Attack{attackOn("giraffe", 0.01)}
 	if _, err := New(cfg, threeClasses, model.Input{}, nil, quietLog()); err == nil {
 		t.Error("attack on giraffe, not a class: no error")
+	}
+}
+
+// tcav.cav.lr reaches the SGD classifiers, the CAV's and the transfer's.
+func TestCAVLearningRateReachesTheClassifier(t *testing.T) {
+	cfg := config.Default()
+	cfg.TCAV.CAV.LR = 0.02
+	p, err := New(cfg, threeClasses, model.Input{}, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []cav.Method{p.Method, p.transfer} {
+		sgd, ok := m.Classifier.(cav.SGD)
+		if !ok || sgd.LR != 0.02 {
+			t.Errorf("%s: classifier %+v, want SGD with LR 0.02", m.Name, m.Classifier)
+		}
 	}
 }
