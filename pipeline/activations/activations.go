@@ -1,4 +1,4 @@
-// Package activations is the "extract activations" stage: layer outputs f_l(x)
+// Package activations extracts, for every stage, the layer outputs f_l(x)
 // of image sets, and the class gradients ∇_a h_k at those layers, batched on
 // the device and cached by content.
 package activations

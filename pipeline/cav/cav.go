@@ -1,4 +1,4 @@
-// Package cav is the "fit CAVs" stage: a linear classifier separates a
+// Package cav fits CAVs for every stage: a linear classifier separates a
 // concept's activations from a random set's at one layer; its unit weight
 // vector, pointing toward the concept, is the concept activation vector.
 package cav
@@ -41,8 +41,8 @@ type Settings struct {
 	LR           float64 // SGD's constant learning rate; 0: the optimal schedule
 }
 
-// Classifier fits w·x + b > 0 for concept rows; a new one is a type here
-// and a name in ClassifierFor (and config's enum). Training examples arrive as
+// Classifier fits w·x + b > 0 for concept rows; a new one is a type here,
+// a name in ClassifierFor, and that name in config.Classifiers. Training examples arrive as
 // one [n,d] tensor on the device with labels ±1 (concept first).
 type Classifier interface {
 	Fit(s *torch.Scope, x *torch.Tensor, y []float64, seed uint64) (w *torch.Tensor, b float64)

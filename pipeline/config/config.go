@@ -357,6 +357,10 @@ const (
 	NormL2             = "l2"
 )
 
+// Classifiers are the CAV classifiers package cav fits (cav.ClassifierFor),
+// for tcav.cav.classifier and transfer_classifier.
+var Classifiers = []string{ClassifierSGDHinge, ClassifierLogistic, ClassifierMeanDiff}
+
 // maxRandomSetsByName bounds {prefix, count} so that a typo cannot ask for a
 // billion folder names.
 const maxRandomSetsByName = 100000
@@ -440,8 +444,10 @@ func (c *Config) derive() {
 		}
 	}
 	if cav := &c.TCAV.CAV; cav.TransferClassifier == "" {
-		cav.TransferClassifier = map[string]string{ClassifierSGDHinge: ClassifierLogistic,
-			ClassifierLogistic: ClassifierSGDHinge, ClassifierMeanDiff: ClassifierSGDHinge}[cav.Classifier]
+		cav.TransferClassifier = ClassifierSGDHinge // the reference's, unless it is the run's own
+		if cav.Classifier == ClassifierSGDHinge {
+			cav.TransferClassifier = ClassifierLogistic
+		}
 	}
 	if c.TCAV.ClassSets == nil {
 		c.TCAV.ClassSets = map[string]string{}

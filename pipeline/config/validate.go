@@ -150,8 +150,8 @@ func (c *Config) validateTCAV(v *validator) {
 	}
 
 	cav := t.CAV
-	v.oneOf("tcav.cav.classifier", cav.Classifier, ClassifierSGDHinge, ClassifierLogistic, ClassifierMeanDiff)
-	v.oneOf("tcav.cav.transfer_classifier", cav.TransferClassifier, ClassifierSGDHinge, ClassifierLogistic, ClassifierMeanDiff)
+	v.oneOf("tcav.cav.classifier", cav.Classifier, Classifiers...)
+	v.oneOf("tcav.cav.transfer_classifier", cav.TransferClassifier, Classifiers...)
 	v.check(cav.Alpha >= 0 && finite(cav.Alpha), "tcav.cav.alpha", "%v must be >= 0", cav.Alpha)
 	if cav.Classifier != ClassifierMeanDiff && cav.LR == 0 {
 		v.check(cav.Alpha > 0, "tcav.cav.alpha", "must be > 0 with lr 0 (the optimal schedule divides by alpha)")

@@ -111,7 +111,7 @@ func (p *Plan) Audit(poisoned []string, dir string) (audit.Spec, error) {
 		return audit.Spec{}, err
 	}
 	randoms := cfg.TCAV.Random.Sets
-	if ac.RandomSets != 8 || len(randoms)-1 < 8 {
+	if def := config.DefaultAudit().RandomSets; ac.RandomSets != def || len(randoms)-1 < def {
 		p.log.Infof("audit: CAVs against %d random sets per audited set", min(ac.RandomSets, len(randoms)-1))
 	}
 	calibrating := min(len(randoms), ac.CalibrationSets)

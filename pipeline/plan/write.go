@@ -36,12 +36,9 @@ func (p *Plan) Print(w io.Writer, device string) {
 	th, reachable := p.reachable(r)
 	calibrated := sig.Method == stats.Calibrated
 	if len(t.Targets) > 0 {
-		null := 0
-		if calibrated {
-			null = len(tcav.NewDesign(r, sig.Negatives).Pairs()) - r
-		}
+		pairs, _ := tcav.LayerPairs(len(t.Concepts), r, sig)
 		fmt.Fprintf(w, "tcav     %d targets × %d concepts × %d layers, %d random sets: %d CAVs (%s), %d gradient passes\n",
-			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*((len(t.Concepts)+1)*r+max(null, 0)),
+			len(t.Targets), len(t.Concepts), len(t.Layers), r, len(t.Layers)*len(pairs),
 			t.CAV.Classifier, len(t.Targets)*len(t.Layers))
 		fmt.Fprintf(w, "         significance: %s test, alpha %.3g per test", sig.Method, th)
 		if calibrated {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,7 @@ type Options struct {
 	Commit  string
 	// Progress draws bars for long stages; nil draws none.
 	Progress *progress.Bars
-	// Stages limits the run to some of tcav, attack, facets; empty runs all.
+	// Stages limits the run to some of StageNames; empty runs all.
 	Stages []string
 	// Overrides are the command line's --set key=value, for the manifest
 	// (the resolved config already holds their values).
@@ -207,20 +208,7 @@ func (e *experiment) run() error {
 
 // wants reports whether a step runs: the set-up steps always do.
 func (e *experiment) wants(step string) bool {
-	switch step {
-	case "tcav", "attack", "audit", "facets":
-	default:
-		return true
-	}
-	if len(e.opts.Stages) == 0 {
-		return true
-	}
-	for _, s := range e.opts.Stages {
-		if s == step {
-			return true
-		}
-	}
-	return false
+	return !slices.Contains(StageNames, step) || len(e.opts.Stages) == 0 || slices.Contains(e.opts.Stages, step)
 }
 
 func (e *experiment) timed(name string, f func() error) error {

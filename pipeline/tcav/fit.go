@@ -47,27 +47,23 @@ func StoredLayer(s *cav.Store, concepts, randoms []string, layer, classifier str
 	})
 }
 
-// layerOf asks cavs for the pairs a Layer needs, as indices into randoms
-// followed by concepts: the baseline first, then each concept against
-// every random set, then the calibrated design's other pairs.
-func layerOf(concepts, randoms []string, layer string, sig Significance, cavs func([][2]int) ([]*cav.CAV, error)) (*Layer, error) {
-	r := len(randoms)
-	tl := &Layer{Layer: layer, CAVs: map[string][]*cav.CAV{}}
-	tl.Randoms = append(tl.Randoms, randoms...)
-	tl.Concepts = append(tl.Concepts, concepts...)
-	var pairs [][2]int
-	for i := range randoms {
+// LayerPairs are the CAVs one layer needs, as indices into the random sets
+// followed by the concepts: the baseline (random i against i+1) first,
+// then each concept against every random set, then null, the calibrated
+// design's other random pairs (also at the end of pairs).
+func LayerPairs(concepts, randoms int, sig Significance) (pairs, null [][2]int) {
+	r := randoms
+	for i := range r {
 		pairs = append(pairs, [2]int{i, (i + 1) % r})
 	}
 	for c := range concepts {
-		for i := range randoms {
+		for i := range r {
 			pairs = append(pairs, [2]int{r + c, i})
 		}
 	}
-	var null [][2]int
 	if sig.Method == stats.Calibrated {
 		baseline := map[[2]int]bool{}
-		for i := range randoms {
+		for i := range r {
 			baseline[[2]int{i, (i + 1) % r}] = true
 		}
 		for _, p := range NewDesign(r, sig.Negatives).Pairs() {
@@ -77,6 +73,16 @@ func layerOf(concepts, randoms []string, layer string, sig Significance, cavs fu
 			}
 		}
 	}
+	return pairs, null
+}
+
+// layerOf asks cavs for the pairs a Layer needs (see LayerPairs).
+func layerOf(concepts, randoms []string, layer string, sig Significance, cavs func([][2]int) ([]*cav.CAV, error)) (*Layer, error) {
+	r := len(randoms)
+	tl := &Layer{Layer: layer, CAVs: map[string][]*cav.CAV{}}
+	tl.Randoms = append(tl.Randoms, randoms...)
+	tl.Concepts = append(tl.Concepts, concepts...)
+	pairs, null := LayerPairs(len(concepts), r, sig)
 	cs, err := cavs(pairs)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-// Package tcav is the "score" stage: the directional derivatives of a class
+// Package tcav is the TCAV stage (Run): the directional derivatives of a class
 // logit along CAVs, TCAV scores, the random baseline and its significance.
 package tcav
 
