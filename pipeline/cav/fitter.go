@@ -19,13 +19,19 @@ type Method struct {
 	key          string
 }
 
-// Method resolves the classifier the settings name.
+// Method resolves the classifier the settings name. Its cache key holds
+// only the settings the classifier reads: mean-diff's CAVs do not depend on
+// the SGD settings, so changing those does not refit them.
 func (st Settings) Method() (Method, error) {
 	clf, err := ClassifierFor(st)
 	if err != nil {
 		return Method{}, err
 	}
-	return Method{Name: st.Classifier, Classifier: clf, TestFraction: st.TestFraction, key: fmt.Sprintf("%+v", st)}, nil
+	keyed := st
+	if _, sgd := clf.(SGD); !sgd {
+		keyed.Alpha, keyed.Epochs, keyed.LR = 0, 0, 0
+	}
+	return Method{Name: st.Classifier, Classifier: clf, TestFraction: st.TestFraction, key: fmt.Sprintf("%+v", keyed)}, nil
 }
 
 // Pair is one CAV to fit: Concept against Random, at their (common) layer.

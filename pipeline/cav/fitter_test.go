@@ -106,3 +106,35 @@ func TestSameImagesThroughOtherPreprocessingGetTheirOwnCAV(t *testing.T) {
 		t.Errorf("%d cache hits and %d CAVs recorded; want 0 and 1 (the run's)", f.Hits, recorded)
 	}
 }
+
+// A method's cache key changes with every setting its classifier reads,
+// and only with those: mean-diff ignores the SGD settings.
+func TestMethodKeyHoldsWhatTheClassifierReads(t *testing.T) {
+	key := func(st Settings) string {
+		t.Helper()
+		m, err := st.Method()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.key
+	}
+	base := Settings{Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33}
+	for name, st := range map[string]Settings{
+		"alpha":         {Classifier: "sgd-hinge", Alpha: 0.02, Epochs: 50, TestFraction: 0.33},
+		"epochs":        {Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 51, TestFraction: 0.33},
+		"lr":            {Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.33, LR: 0.1},
+		"test_fraction": {Classifier: "sgd-hinge", Alpha: 0.01, Epochs: 50, TestFraction: 0.4},
+		"classifier":    {Classifier: "logistic", Alpha: 0.01, Epochs: 50, TestFraction: 0.33},
+	} {
+		if key(st) == key(base) {
+			t.Errorf("sgd-hinge: another %s, the same cache key", name)
+		}
+	}
+	md := Settings{Classifier: "mean-diff", Alpha: 0.01, Epochs: 50, TestFraction: 0.33}
+	if key(md) != key(Settings{Classifier: "mean-diff", Alpha: 0.5, Epochs: 3, LR: 1, TestFraction: 0.33}) {
+		t.Error("mean-diff: SGD settings it does not read change its cache key")
+	}
+	if key(md) == key(Settings{Classifier: "mean-diff", TestFraction: 0.4}) {
+		t.Error("mean-diff: another test_fraction, the same cache key")
+	}
+}
